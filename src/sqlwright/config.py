@@ -1,0 +1,62 @@
+"""Settings, declared once: each has a default, an environment variable SQLWRIGHT_<NAME>, and help text.
+
+Precedence: explicit argument (CLI flag or API keyword) > environment variable > default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sqlwright.errors import ConfigError
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sqlwright"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Model: a registered name (sqlwright models list), a path to a .gguf file, "
+        "or 'openai:NAME' for an OpenAI-compatible server at base_url.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where assembled models, value indexes and built wheels are kept.",
+    )
+    timeout: float = Field(10.0, gt=0, description="Wall-clock seconds allowed per SQL statement.")
+    max_rows: int = Field(1000, gt=0, description="Rows returned per statement; more are cut and flagged.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for the embedded model (default: all).")
+    n_ctx: int = Field(8192, gt=0, description="Context window of the embedded model, in tokens.")
+    base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai models).")
+    api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.")
+    request_timeout: float = Field(120.0, gt=0, description="Seconds per request to an OpenAI-compatible server.")
+    retries: int = Field(2, ge=0, description="Retries of a failed request to an OpenAI-compatible server.")
+
+
+ENV_PREFIX = "SQLWRIGHT_"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None `overrides` on top."""
+    values: dict[str, object] = {}
+    for name in Settings.model_fields:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env not in (None, ""):
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(Settings.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid setting {field} (SQLWRIGHT_{field.upper()}): {err['msg']}") from exc

@@ -1,0 +1,50 @@
+"""The `Database` interface every dialect backend implements (see db/README in DESIGN.md).
+
+Open one with `sqlwright.db.open_database(url)`; never construct backends directly.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from sqlwright.db.result import Result
+from sqlwright.db.schema import Schema
+
+DEFAULT_TIMEOUT = 10.0  # seconds of wall clock per statement
+DEFAULT_MAX_ROWS = 1000  # rows returned per statement; more sets Result.truncated
+
+
+class Database(abc.ABC):
+    """A read-only connection to one database. Safe to use from one thread at a time."""
+
+    url: str  # the URL it was opened with, password masked
+    dialect: str  # registered dialect name: "sqlite", "postgres", "mysql", "duckdb"
+
+    @abc.abstractmethod
+    def schema(self, *, samples: int = 3, refresh: bool = False) -> Schema:
+        """Introspect (cached after the first call unless `refresh`)."""
+
+    @abc.abstractmethod
+    def execute(
+        self,
+        sql: str,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+        guard: bool = True,
+    ) -> Result:
+        """Run one statement. With `guard` (the default) the statement must pass the sqlglot guard
+        first (QueryRefused otherwise). Raises QueryTimeout past `timeout`, QueryFailed on errors."""
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A string that changes when the database's content or schema changes (caches key on it)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

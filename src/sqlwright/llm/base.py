@@ -1,0 +1,44 @@
+"""The LLM protocol: one method, `complete`, and the plain data it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    mean_logprob: float | None = None  # mean token log-probability, when the backend reports it
+    finish_reason: str | None = None
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model. Backends declare capabilities as class attributes."""
+
+    name: str
+    supports_n: ClassVar[bool]  # n samples share one prompt prefill / one request
+    supports_logprobs: ClassVar[bool]
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """Return `n` completions of the chat `messages`."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model's tokenizer (an estimate where none is available)."""
+        ...

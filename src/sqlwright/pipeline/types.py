@@ -1,0 +1,64 @@
+"""Plain data passed between pipeline stages and returned by `ask`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sql: str
+    origin: str  # "greedy", "sample-3", "cot-1", "repair-of-2", ...
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple, ...] | None = None  # None when it did not execute
+    error: str | None = None  # guard refusal, database error or timeout, as one line
+    truncated: bool = False
+    mean_logprob: float | None = None
+    group: int | None = None  # index of its execution-result group after the vote
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.rows is not None
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    sql: str | None
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple, ...] = ()
+    truncated: bool = False
+    confidence: float = 0.0
+    abstained: bool = False
+    reason: str | None = None  # why it abstained, or None
+    candidates: tuple[Candidate, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds; "total"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "sql": self.sql,
+            "columns": list(self.columns),
+            "rows": [list(r) for r in self.rows],
+            "truncated": self.truncated,
+            "confidence": self.confidence,
+            "abstained": self.abstained,
+            "reason": self.reason,
+            "timings": self.timings,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "candidates": [
+                {
+                    "sql": c.sql,
+                    "origin": c.origin,
+                    "error": c.error,
+                    "row_count": None if c.rows is None else len(c.rows),
+                    "group": c.group,
+                    "mean_logprob": c.mean_logprob,
+                }
+                for c in self.candidates
+            ],
+        }
