@@ -1,0 +1,163 @@
+"""`sqlwright ask`, `sqlwright sql`, `sqlwright schema`, `sqlwright sample`: one database, one question."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+from rich.panel import Panel
+from rich.syntax import Syntax
+
+from sqlwright.cli.app import OutputFormat, app, console, err_console, handle_errors, print_json, print_rows
+from sqlwright.errors import UserError
+
+DB_HELP = "Database: sqlite:///path, a .sqlite/.db/.duckdb path, postgresql://…, mysql://…, duckdb:///path, or 'sample'."
+
+
+def _connect(db: str, **settings):
+    from sqlwright.api import connect
+
+    return connect(db, **settings)
+
+
+def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
+                       abstain_below: float | None, cot: bool, greedy: bool) -> dict:
+    """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
+    from sqlwright.pipeline import AskOptions
+
+    base = AskOptions.greedy() if greedy else AskOptions()
+    values = base.model_dump()
+    for key, value in {"candidates": candidates, "repair_rounds": repair_rounds,
+                       "abstain_below": abstain_below}.items():
+        if value is not None:
+            values[key] = value
+    if no_linking:
+        values["linking"] = False
+    if cot:
+        values["cot"] = True
+    return values
+
+
+@app.command()
+@handle_errors
+def ask(
+    db: str = typer.Argument(..., help=DB_HELP),
+    question: str = typer.Argument(..., help="The question, in plain English."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name, .gguf path or openai:NAME."),
+    evidence: str = typer.Option(None, "--evidence", "--hint", help="Extra knowledge or instructions."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    show_sql: bool = typer.Option(False, "--show-sql", help="Print the SQL above the table."),
+    explain: bool = typer.Option(False, "--explain", help="Show candidates, results, votes, repairs, timings."),
+    candidates: int = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question."),
+    repair_rounds: int = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL."),
+    no_linking: bool = typer.Option(False, "--no-linking", help="Never prune the schema."),
+    abstain_below: float = typer.Option(None, "--abstain-below", min=0, max=1,
+                                        help="Abstain when the vote's confidence is below this."),
+    cot: bool = typer.Option(False, "--cot", help="Ask the model to reason before the SQL."),
+    greedy: bool = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline)."),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
+    max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (with --model openai:NAME)."),
+) -> None:
+    """Answer a question about a database: the model writes SQL, sqlwright runs it read-only."""
+    if not question.strip():
+        raise UserError("the question is empty")
+    from sqlwright.pipeline import AskOptions
+
+    options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy))
+    with _connect(db, model=model, timeout=timeout, max_rows=max_rows, base_url=base_url) as conn:
+        conn._options = options
+        if fmt is not OutputFormat.json:
+            with err_console.status("thinking…"):
+                answer = conn.ask(question, evidence=evidence)
+        else:
+            answer = conn.ask(question, evidence=evidence)
+    if fmt is OutputFormat.json:
+        print_json(answer.to_dict())
+        return
+    if explain:
+        _print_explain(answer)
+    if answer.abstained:
+        err_console.print(f"[yellow]no answer:[/] {answer.reason}")
+        raise typer.Exit(1)
+    if show_sql or explain:
+        console.print(Syntax(answer.sql or "", "sql", word_wrap=True))
+    print_rows(answer.columns, answer.rows, fmt)
+    if answer.truncated:
+        err_console.print(f"[dim](first {len(answer.rows)} rows; raise --max-rows for more)[/]")
+
+
+def _print_explain(answer) -> None:
+    from rich.table import Table
+
+    table = Table(title="candidates", show_lines=True)
+    for col in ("#", "origin", "group", "result", "SQL"):
+        table.add_column(col, overflow="fold")
+    for i, c in enumerate(answer.candidates):
+        result = c.error if c.error else f"{len(c.rows or ())} rows"
+        table.add_row(str(i), c.origin, "" if c.group is None else str(c.group), result, c.sql)
+    err_console.print(table)
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items())
+    err_console.print(Panel(f"confidence {answer.confidence:.2f} · tokens {answer.prompt_tokens} in / "
+                            f"{answer.completion_tokens} out · {timings}", title="vote"))
+
+
+@app.command()
+@handle_errors
+def sql(
+    db: str = typer.Argument(..., help=DB_HELP),
+    statement: str = typer.Argument(..., help="One read-only SQL statement."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds allowed for the statement."),
+    max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
+) -> None:
+    """Run SQL you wrote, through the same guard, timeout and row cap as the model's SQL."""
+    with _connect(db, timeout=timeout, max_rows=max_rows) as conn:
+        result = conn.sql(statement)
+    if fmt is OutputFormat.json:
+        print_json({"sql": statement, "columns": list(result.columns), "rows": [list(r) for r in result.rows],
+                    "truncated": result.truncated, "seconds": result.seconds})
+        return
+    print_rows(result.columns, result.rows, fmt)
+    if result.truncated:
+        err_console.print(f"[dim](first {len(result.rows)} rows; raise --max-rows for more)[/]")
+
+
+class SchemaFormat(StrEnum):
+    text = "text"
+    ddl = "ddl"
+    json = "json"
+
+
+@app.command()
+@handle_errors
+def schema(
+    db: str = typer.Argument(..., help=DB_HELP),
+    fmt: SchemaFormat = typer.Option(SchemaFormat.text, "--format", "-f", help="text (as the model sees it), ddl or json."),
+    samples: int = typer.Option(3, "--samples", min=0, help="Sample values per column."),
+) -> None:
+    """Show a database's schema: tables, columns, keys, comments, sample values."""
+    from dataclasses import asdict
+
+    from sqlwright.db import render_ddl, render_schema
+
+    with _connect(db) as conn:
+        sch = conn.database.schema(samples=samples)
+    if fmt is SchemaFormat.json:
+        print_json(asdict(sch))
+    elif fmt is SchemaFormat.ddl:
+        console.print(render_ddl(sch), markup=False, highlight=False)
+    else:
+        console.print(render_schema(sch), markup=False, highlight=False)
+
+
+@app.command()
+@handle_errors
+def sample() -> None:
+    """Build (if needed) the bundled sample database and print its path."""
+    from sqlwright.config import load_settings
+    from sqlwright.sample import sample_database_path
+
+    typer.echo(str(sample_database_path(load_settings().cache_dir)))
+
+
