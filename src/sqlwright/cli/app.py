@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import typer
@@ -32,7 +32,7 @@ err_console = Console(stderr=True)
 _state: dict[str, Any] = {"debug": False}
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
