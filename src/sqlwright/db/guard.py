@@ -1,0 +1,236 @@
+"""The guard: the second wall of the safety model (the first is the read-only connection).
+
+`check_sql` parses a statement with sqlglot in the database's dialect and accepts exactly one
+read-only query (SELECT, WITH ... SELECT, UNION / INTERSECT / EXCEPT, VALUES). Everything else is
+refused with a `QueryRefused` whose message says why: writes, DDL, PRAGMA, ATTACH, COPY, SET,
+transactions, several statements, data-modifying CTEs, SELECT INTO, locking reads, and calls to
+functions that touch files, the server, sessions, sequences or the clock (pg_read_file, lo_import,
+load_extension, sleep, read_csv, nextval, ...). Because the check runs on the parse tree, comments
+and letter case cannot hide anything from it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache, lru_cache
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from sqlwright.db.dialects import get_dialect
+from sqlwright.errors import QueryRefused
+
+# Statement kinds that may form the whole statement.
+_ALLOWED_ROOTS: tuple[type[exp.Expression], ...] = (exp.Query, exp.Values)
+
+
+def _node_types(*names: str) -> dict[type, str]:
+    return {getattr(exp, n): n for n in names if hasattr(exp, n)}
+
+
+# Node types refused anywhere in the tree, with the words used in the refusal.
+_REFUSED_NODES: dict[type, str] = {
+    cls: label
+    for cls, label in {
+        **_node_types("Insert", "Update", "Delete", "Merge", "TruncateTable", "LoadData"),
+        **_node_types("Create", "Drop", "Alter", "Comment", "Analyze", "Grant", "Revoke"),
+        **_node_types("Pragma", "Attach", "Detach", "Copy", "Set", "Use", "Kill", "Install", "Export"),
+        **_node_types("Transaction", "Commit", "Rollback", "Command", "Cache", "Uncache", "Refresh"),
+        **_node_types("Into", "Lock", "Declare", "Execute"),
+    }.items()
+}
+
+_NODE_REASONS = {
+    "Insert": "writes data (INSERT)",
+    "Update": "writes data (UPDATE)",
+    "Delete": "writes data (DELETE)",
+    "Merge": "writes data (MERGE)",
+    "TruncateTable": "writes data (TRUNCATE)",
+    "LoadData": "loads a file (LOAD DATA)",
+    "Create": "changes the schema (CREATE)",
+    "Drop": "changes the schema (DROP)",
+    "Alter": "changes the schema (ALTER)",
+    "Comment": "changes the schema (COMMENT)",
+    "Analyze": "is a maintenance command (ANALYZE)",
+    "Grant": "changes privileges (GRANT)",
+    "Revoke": "changes privileges (REVOKE)",
+    "Pragma": "is a PRAGMA",
+    "Attach": "attaches a database file (ATTACH)",
+    "Detach": "detaches a database (DETACH)",
+    "Copy": "copies data to or from files or programs (COPY)",
+    "Set": "changes session settings (SET)",
+    "Use": "switches database (USE)",
+    "Kill": "kills a session (KILL)",
+    "Install": "installs an extension (INSTALL)",
+    "Export": "exports data (EXPORT)",
+    "Transaction": "controls transactions",
+    "Commit": "controls transactions (COMMIT)",
+    "Rollback": "controls transactions (ROLLBACK)",
+    "Command": "is not a query",
+    "Cache": "is not a query (CACHE)",
+    "Uncache": "is not a query (UNCACHE)",
+    "Refresh": "is not a query (REFRESH)",
+    "Into": "writes its result somewhere (SELECT ... INTO)",
+    "Lock": "takes row locks (FOR UPDATE / FOR SHARE)",
+    "Declare": "declares variables or cursors",
+    "Execute": "executes a prepared statement or dynamic SQL",
+}
+
+# Functions refused by name (lower case): file, network, server, session, sequence, lock and sleep.
+REFUSED_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        # PostgreSQL: files, large objects, server administration, settings, sequences, xids
+        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_file_write",
+        "pg_file_rename", "pg_file_unlink", "pg_logdir_ls", "lo_import", "lo_export", "lo_from_bytea",
+        "lo_put", "lo_get", "lo_create", "lo_creat", "lo_unlink", "lo_open", "lo_write", "lo_truncate",
+        "lowrite", "loread", "lo_close", "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf",
+        "pg_rotate_logfile", "pg_switch_wal", "pg_create_restore_point", "pg_promote",
+        "pg_logical_emit_message", "pg_notify", "pg_backup_start", "pg_backup_stop", "pg_start_backup",
+        "pg_stop_backup", "pg_import_system_collations", "pg_create_logical_replication_slot",
+        "pg_create_physical_replication_slot", "pg_drop_replication_slot", "pg_replication_origin_create",
+        "pg_export_snapshot", "pg_current_xact_id", "txid_current", "txid_current_if_assigned",
+        "pg_current_xact_id_if_assigned", "set_config", "nextval", "setval", "currval", "lastval",
+        "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+        "cursor_to_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+        "schema_to_xml", "schema_to_xml_and_xmlschema", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+        "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock", "pg_try_advisory_xact_lock",
+        "pg_advisory_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_all",
+        # SQLite
+        "load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "fsdir", "zipfile",
+        "sqlite_dbpage", "sqlar_compress", "sqlar_uncompress",
+        # MySQL / MariaDB
+        "sleep", "benchmark", "load_file", "sys_exec", "sys_eval", "get_lock", "release_lock",
+        "release_all_locks", "is_free_lock", "is_used_lock", "master_pos_wait", "source_pos_wait",
+        "master_gtid_wait", "wait_for_executed_gtid_set",
+        # DuckDB: file readers and scanners, environment, dynamic SQL
+        "glob", "sniff_csv", "parquet_scan", "parquet_metadata", "parquet_schema", "parquet_file_metadata",
+        "parquet_kv_metadata", "iceberg_scan", "iceberg_metadata", "delta_scan", "sqlite_scan",
+        "sqlite_attach", "postgres_scan", "postgres_attach", "postgres_query", "postgres_execute",
+        "mysql_query", "mysql_execute", "getenv", "query", "query_table", "read_text", "read_blob",
+        "csv_scan", "install_extension",
+    }
+)
+# Families refused by prefix.
+REFUSED_FUNCTION_PREFIXES: tuple[str, ...] = (
+    "dblink", "pg_sleep", "pg_read", "pg_ls_", "pg_file", "lo_", "pg_advisory", "pg_try_advisory",
+    "read_csv", "read_parquet", "read_json", "read_ndjson", "read_xlsx", "pg_stat_reset",
+    "pg_replication", "pg_create_", "pg_drop_", "sys_", "http_",
+)
+
+# DuckDB reads files named in FROM ('data.csv', "s3://..."): a table name that looks like a path.
+_PATHLIKE_TABLE = re.compile(r"[/\\:*?]|\.(csv|tsv|parquet|json|jsonl|ndjson|txt|gz|zst|xlsx|db|duckdb|sqlite3?)$", re.I)
+
+
+@cache
+def _refused_label(node_type: type) -> str | None:
+    """The refusal label of a node type, matching subclasses of refused types too (cached per type)."""
+    return next((_REFUSED_NODES[c] for c in node_type.__mro__ if c in _REFUSED_NODES), None)
+
+
+def _first_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _function_names(node: exp.Func) -> list[str]:
+    if isinstance(node, exp.Anonymous):
+        return [str(node.this).lower()]
+    return [n.lower() for n in type(node).sql_names()]
+
+
+def _refused_function(name: str) -> bool:
+    return name in REFUSED_FUNCTIONS or name.startswith(REFUSED_FUNCTION_PREFIXES)
+
+
+@lru_cache(maxsize=16)
+def _sqlglot_dialect(dialect: str) -> tuple[sqlglot.Dialect, bool, bool]:
+    """The sqlglot dialect for a registered dialect name, and its guard flags."""
+    spec = get_dialect(dialect)
+    return sqlglot.Dialect.get_or_raise(spec.sqlglot), spec.executable_comments, spec.file_table_scans
+
+
+def check_sql(sql: str, dialect: str) -> str:
+    """Accept exactly one read-only statement in `dialect` and return it, trimmed of trailing `;`,
+    whitespace and trailing comments. Raise QueryRefused (one line, with the reason) otherwise."""
+    glot, executable_comments, file_table_scans = _sqlglot_dialect(dialect)
+    if not sql or not sql.strip():
+        raise QueryRefused("Refused: the statement is empty.")
+    try:
+        tokens = glot.tokenize(sql)
+        statements = [
+            s for s in glot.parser().parse(tokens, sql) if s is not None and not isinstance(s, exp.Semicolon)
+        ]
+    except ParseError as exc:
+        err = exc.errors[0] if exc.errors else {}
+        where = f" (line {err.get('line')}, column {err.get('col')})" if err.get("line") else ""
+        desc = err.get("description") or str(exc)
+        raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(desc)}{where}.") from exc
+    except TokenError as exc:
+        raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(str(exc))}.") from exc
+
+    if not statements:
+        raise QueryRefused("Refused: no statement found (only comments or semicolons).")
+    if len(statements) > 1:
+        raise QueryRefused(f"Refused: {len(statements)} statements given; only one statement is allowed.")
+
+    if executable_comments:
+        # MySQL/MariaDB run the text inside /*! ... */ and /*M! ... */ comments.
+        for token in tokens:
+            for comment in token.comments:
+                if comment.lstrip().startswith(("!", "M!")):
+                    raise QueryRefused("Refused: MySQL executable comments (/*! ... */) are not allowed.")
+
+    statement = statements[0]
+    for node in statement.walk():
+        label = _refused_label(type(node))
+        if label is not None:
+            reason = _NODE_REASONS.get(label, label)
+            if label == "Command":  # sqlglot's fallback for statements it does not model: name the keyword
+                reason = f"is a {str(node.this).upper()} command, not a query"
+            raise QueryRefused(f"Refused: the statement {reason}; only read-only queries run.")
+        if isinstance(node, exp.Func):
+            for name in _function_names(node):
+                if _refused_function(name):
+                    raise QueryRefused(
+                        f"Refused: function {name}() is not allowed (file, server, session or sleep access)."
+                    )
+        if (
+            file_table_scans
+            and isinstance(node, exp.Table)
+            and isinstance(node.this, exp.Identifier)
+            and _PATHLIKE_TABLE.search(node.name)
+        ):
+            raise QueryRefused(f"Refused: {node.name!r} looks like a file path; reading files is not allowed.")
+
+    if not isinstance(statement, _ALLOWED_ROOTS):
+        kind = statement.key.upper()
+        raise QueryRefused(f"Refused: {kind} is not a read-only query; only SELECT statements run.")
+
+    # Trim after the statement's last real token: drops trailing ';', whitespace and comments.
+    last = next((t for t in reversed(tokens) if t.token_type != sqlglot.TokenType.SEMICOLON), None)
+    return sql[: last.end + 1].strip() if last is not None else sql.strip()
+
+
+def split_statements(sql: str, dialect: str) -> list[str]:
+    """Split text holding several statements at the `;` that end them (not those inside strings or
+    comments), returning each statement's text, trimmed. Raises QueryRefused if it cannot tokenize."""
+    glot = _sqlglot_dialect(dialect)[0]
+    try:
+        tokens = glot.tokenize(sql)
+    except TokenError as exc:
+        raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(str(exc))}.") from exc
+    parts: list[str] = []
+    start: int | None = None
+    end = 0
+    for token in tokens:
+        if token.token_type == sqlglot.TokenType.SEMICOLON:
+            if start is not None:
+                parts.append(sql[start : end + 1].strip())
+            start = None
+            continue
+        if start is None:
+            start = token.start
+        end = token.end
+    if start is not None:
+        parts.append(sql[start : end + 1].strip())
+    return parts
