@@ -29,6 +29,7 @@ class Dialect:
     file_based: ClassVar[bool] = False
     executable_comments: ClassVar[bool] = False  # the server runs code inside /*! ... */ comments
     file_table_scans: ClassVar[bool] = False  # FROM 'path.csv' reads a file
+    comment_style: ClassVar[str] = "comment_on"  # DDL comments: COMMENT ON | inline COMMENT | sql_comment
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,6 +57,7 @@ class SQLite(Dialect):
     suffixes = (".sqlite", ".sqlite3", ".db")
     backend = "sqlwright.db.sqlite:SQLiteDatabase"
     file_based = True
+    comment_style = "sql_comment"
 
 
 class Postgres(Dialect):
@@ -74,6 +76,7 @@ class MySQL(Dialect):
     backend = "sqlwright.db.mysql:MySQLDatabase"
     identifier_quote = "`"
     executable_comments = True
+    comment_style = "inline"
 
 
 class DuckDB(Dialect):
