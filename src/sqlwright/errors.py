@@ -24,6 +24,10 @@ class ConfigError(UserError):
     """An invalid setting, option or flag value."""
 
 
+class InvalidQuestion(UserError):
+    """The question cannot be asked: empty or only whitespace."""
+
+
 # --- databases -------------------------------------------------------------------------------
 class DatabaseError(SqlwrightError):
     """Base of database errors."""

@@ -16,6 +16,8 @@ class Candidate:
     mean_logprob: float | None = None
     group: int | None = None  # index of its execution-result group after the vote
     seconds: float = 0.0
+    unanswerable: str | None = None  # the model's reason when it replied the question cannot be answered
+    reply: str | None = field(default=None, repr=False, compare=False)  # the model's raw reply text
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,7 @@ class Answer:
                     "row_count": None if c.rows is None else len(c.rows),
                     "group": c.group,
                     "mean_logprob": c.mean_logprob,
+                    "unanswerable": c.unanswerable,
                 }
                 for c in self.candidates
             ],

@@ -1,0 +1,203 @@
+"""The ask pipeline: question + database -> Answer.
+
+    schema (cached per database) -> values (hints) -> linking (only past the token budget) -> prompt
+    -> generate (greedy + n-1 samples) -> execute (guarded, limited) -> repair -> vote -> abstain?
+
+`AskOptions` holds every knob, and its field defaults are THE defaults of the pipeline (tuned for
+quality per second on a 2-core CPU; change them here, with the measurement that justifies it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sqlwright.db.base import Database
+from sqlwright.db.render import render_schema
+from sqlwright.db.schema import Schema
+from sqlwright.errors import ConfigError, InvalidQuestion, SqlwrightError
+from sqlwright.llm.base import LLM
+from sqlwright.pipeline.abstain import abstention_reason
+from sqlwright.pipeline.execute import Executor
+from sqlwright.pipeline.generate import Usage, generate_drafts
+from sqlwright.pipeline.linking import link_schema
+from sqlwright.pipeline.prompt import build_messages
+from sqlwright.pipeline.repair import repair_candidates
+from sqlwright.pipeline.select import vote_by_result
+from sqlwright.pipeline.types import Answer
+from sqlwright.pipeline.values import ValueIndex, render_value_hints
+
+log = logging.getLogger(__name__)
+
+PLAIN_MAX_TOKENS = 512  # a plain reply is one SQL block; long enough for big joins
+COT_MAX_TOKENS = 1280  # reasoning first, then the SQL
+_SCHEMA_CACHE_SIZE = 32  # databases whose schema rendering an Engine keeps
+
+
+class AskOptions(BaseModel):
+    """Options of one `ask`. The defaults here are the pipeline's defaults (one place)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidates: int = Field(4, ge=1, le=64, description="SQL candidates per question (1 greedy + samples).")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the extra candidates.")
+    repair_rounds: int = Field(1, ge=0, le=5, description="Times a failing or suspicious SQL is sent back.")
+    max_repairs: int = Field(2, ge=0, description="Repair calls to the model per question, at most.")
+    linking: bool = Field(True, description="Prune the schema when its rendering exceeds schema_budget_tokens.")
+    values: bool = Field(True, description="Look up database values the question names; hint them.")
+    abstain_below: float = Field(0.0, ge=0.0, le=1.0,
+                                 description="Abstain when the vote's confidence is below this (0: never).")
+    cot: bool = Field(False, description="Ask the model to reason step by step before the SQL.")
+    max_tokens: int | None = Field(None, gt=0, description="Tokens per reply (default: 512 plain, 1280 cot).")
+    timeout: float | None = Field(None, gt=0, description="Seconds per SQL statement (default: the database's).")
+    max_rows: int | None = Field(None, gt=0, description="Rows per statement (default: the database's).")
+    seed: int | None = Field(0, description="Sampling seed, for reproducible runs (None: random).")
+    schema_budget_tokens: int = Field(3000, gt=0, description="Prompt tokens the schema may take before linking.")
+
+    @classmethod
+    def greedy(cls, **overrides: object) -> AskOptions:
+        """The baseline: one greedy candidate, no repair, whole schema, no value hints."""
+        values: dict[str, object] = {"candidates": 1, "repair_rounds": 0, "linking": False, "values": False}
+        values.update(overrides)
+        return cls(**values)
+
+    def reply_tokens(self) -> int:
+        """Tokens allowed per model reply."""
+        return self.max_tokens or (COT_MAX_TOKENS if self.cot else PLAIN_MAX_TOKENS)
+
+
+@dataclass
+class _DatabaseContext:
+    """What an Engine keeps per database (keyed by URL and fingerprint)."""
+
+    schema: Schema
+    text: str  # the full schema rendering
+    tokens: int  # its length in the model's tokens
+    values: ValueIndex | None = None
+
+
+class Engine:
+    """Answers questions about databases with one LLM. Keeps schemas (and value indexes) per database,
+    so that repeated questions pay introspection once. Use from one thread at a time."""
+
+    def __init__(self, llm: LLM, options: AskOptions | None = None, *, cache_dir: Path | None = None) -> None:
+        self.llm = llm
+        self.options = options or AskOptions()
+        self._cache_dir = cache_dir
+        self._contexts: OrderedDict[tuple[str, str], _DatabaseContext] = OrderedDict()
+
+    @property
+    def cache_dir(self) -> Path:
+        if self._cache_dir is None:
+            from sqlwright.config import load_settings
+
+            self._cache_dir = load_settings().cache_dir
+        return self._cache_dir
+
+    def _options(self, overrides: dict[str, object]) -> AskOptions:
+        if not overrides:
+            return self.options
+        try:
+            return AskOptions(**{**self.options.model_dump(), **overrides})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"invalid ask option {field}: {err['msg']}") from exc
+
+    def _context(self, db: Database) -> _DatabaseContext:
+        key = (db.url, db.fingerprint())
+        context = self._contexts.get(key)
+        if context is None:
+            schema = db.schema()
+            text = render_schema(schema)
+            context = _DatabaseContext(schema, text, self.llm.count_tokens(text))
+            self._contexts[key] = context
+            while len(self._contexts) > _SCHEMA_CACHE_SIZE:
+                self._contexts.popitem(last=False)
+        self._contexts.move_to_end(key)
+        return context
+
+    def _value_index(self, db: Database, context: _DatabaseContext) -> ValueIndex | None:
+        if context.values is None:
+            try:
+                context.values = ValueIndex.for_database(db, self.cache_dir)
+            except SqlwrightError as exc:  # hints are an aid: answer without them rather than fail
+                log.warning("no value hints for %s: %s", db.url, exc)
+                return None
+        return context.values
+
+    def ask(self, db: Database, question: str, *, evidence: str | None = None, **overrides: object) -> Answer:
+        """Answer `question` about `db`. `overrides` replace fields of the engine's AskOptions."""
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidQuestion("the question is empty; ask something about the data")
+        opts = self._options(overrides)
+        question = question.strip()
+        evidence = evidence.strip() if evidence and evidence.strip() else None
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        def lap(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[stage] = now - since
+            return now
+
+        t = started
+        context = self._context(db)
+        t = lap("schema", t)
+
+        matches = []
+        hints = None
+        if opts.values:
+            index = self._value_index(db, context)
+            if index is not None:
+                matches = index.match(question)
+                hints = render_value_hints(matches) or None
+        t = lap("values", t)
+
+        schema_text = context.text
+        if opts.linking and context.tokens > opts.schema_budget_tokens:
+            linked = link_schema(context.schema, question, evidence=evidence,
+                                 budget_tokens=opts.schema_budget_tokens, count_tokens=self.llm.count_tokens,
+                                 value_matches=matches)
+            if linked.pruned:
+                schema_text = render_schema(linked.schema)
+                log.debug("linked %d of %d tables", len(linked.schema.tables), len(context.schema.tables))
+        t = lap("linking", t)
+
+        messages = build_messages(schema_text, question, dialect=db.dialect, value_hints=hints,
+                                  evidence=evidence, cot=opts.cot)
+        usage = Usage()
+        drafts = generate_drafts(self.llm, messages, n=opts.candidates, temperature=opts.temperature,
+                                 max_tokens=opts.reply_tokens(), seed=opts.seed, cot=opts.cot, usage=usage)
+        t = lap("generate", t)
+
+        executor = Executor(db, timeout=opts.timeout, max_rows=opts.max_rows)
+        pool = executor.candidates(drafts)
+        t = lap("execute", t)
+
+        if opts.repair_rounds > 0 and opts.max_repairs > 0:
+            pool = repair_candidates(self.llm, executor, pool, messages, question=question,
+                                     rounds=opts.repair_rounds, max_repairs=opts.max_repairs,
+                                     max_tokens=opts.reply_tokens(), seed=opts.seed,
+                                     abstain_below=opts.abstain_below, usage=usage)
+        t = lap("repair", t)
+
+        selection = vote_by_result(pool, db.dialect)
+        reason = abstention_reason(selection, abstain_below=opts.abstain_below)
+        t = lap("select", t)
+        timings["total"] = t - started
+
+        chosen = selection.chosen
+        common = {"question": question, "confidence": selection.confidence, "candidates": selection.candidates,
+                  "timings": timings, "prompt_tokens": usage.prompt_tokens,
+                  "completion_tokens": usage.completion_tokens}
+        if reason is not None or chosen is None:
+            log.info("abstained on %r: %s", question, reason)
+            return Answer(sql=None, abstained=True, reason=reason, **common)
+        return Answer(sql=chosen.sql, columns=chosen.columns, rows=chosen.rows or (),
+                      truncated=chosen.truncated, **common)

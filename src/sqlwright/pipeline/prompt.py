@@ -1,0 +1,131 @@
+"""Chat messages that ask the model for one read-only SQL query, in the database's dialect.
+
+Layout, chosen for KV-cache reuse: the system message depends only on the dialect and the mode, and the
+user message opens with the schema rendering and ends with the question. Two questions on the same
+database (and the n samples of one question) therefore share the longest possible token prefix, which
+the embedded backend prefills once.
+
+Two modes: plain (reply with the SQL only, in a ```sql block) and chain-of-thought in the style of
+OmniSQL (reason step by step, then the final SQL in a ```sql block). Either way the model may reply
+``-- UNANSWERABLE: <reason>`` when the schema cannot answer the question (see `extract.parse_reply`).
+"""
+
+from __future__ import annotations
+
+from sqlwright.llm.base import Message
+
+UNANSWERABLE_MARKER = "-- UNANSWERABLE:"
+
+# Display names the model knows the engines by; an unknown dialect name is shown as given.
+DIALECT_DISPLAY_NAMES = {
+    "sqlite": "SQLite",
+    "postgres": "PostgreSQL",
+    "mysql": "MySQL",
+    "duckdb": "DuckDB",
+}
+
+
+def dialect_display_name(dialect: str) -> str:
+    """The engine's usual name ("PostgreSQL" for "postgres")."""
+    return DIALECT_DISPLAY_NAMES.get(dialect, dialect)
+
+
+_RULES = """\
+Rules:
+- Write exactly one read-only query (SELECT, or WITH ... SELECT) in {engine} syntax. Never modify data or schema.
+- Use only the tables and columns listed in the schema; quote identifiers that contain spaces or clash with keywords.
+- Return only the columns the question asks for, in the order it asks for them.
+- If the question cannot be answered from this database at all (the data it needs is not in the schema), \
+reply with exactly one line instead of SQL:
+{marker} <short reason>"""
+
+_PLAIN_FORMAT = """\
+Output format: return only the SQL, in one fenced block, with no explanation:
+```sql
+SELECT ...
+```"""
+
+_COT_FORMAT = """\
+Output format: think step by step first: which tables and columns the question needs, how they join, \
+which filters, groupings and orderings apply. Then give the final SQL in one fenced block at the end:
+```sql
+SELECT ...
+```"""
+
+
+def system_message(dialect: str, *, cot: bool = False) -> str:
+    """The system prompt: role, rules, unanswerable convention and output format for `dialect`."""
+    engine = dialect_display_name(dialect)
+    parts = [
+        f"You are an expert in {engine} SQL. Given a database schema and a question, you answer with "
+        f"one read-only {engine} query that answers the question.",
+        _RULES.format(engine=engine, marker=UNANSWERABLE_MARKER),
+        _COT_FORMAT if cot else _PLAIN_FORMAT,
+    ]
+    return "\n\n".join(parts)
+
+
+def user_message(
+    schema_text: str,
+    question: str,
+    *,
+    dialect: str,
+    value_hints: str | None = None,
+    evidence: str | None = None,
+) -> str:
+    """The user turn: schema first (shared prefix), then value hints and evidence, the question last."""
+    parts = [
+        f"Database engine: {dialect_display_name(dialect)}",
+        f"Database schema:\n{schema_text.strip()}",
+    ]
+    if value_hints and value_hints.strip():
+        parts.append(f"Values in the database that match words of the question:\n{value_hints.strip()}")
+    if evidence and evidence.strip():
+        parts.append(f"Hints and external knowledge:\n{evidence.strip()}")
+    parts.append(f"Question:\n{question.strip()}")
+    return "\n\n".join(parts)
+
+
+def build_messages(
+    schema_text: str,
+    question: str,
+    *,
+    dialect: str,
+    value_hints: str | None = None,
+    evidence: str | None = None,
+    cot: bool = False,
+) -> list[Message]:
+    """The chat messages asking for the SQL that answers `question` over `schema_text`."""
+    return [
+        {"role": "system", "content": system_message(dialect, cot=cot)},
+        {"role": "user", "content": user_message(schema_text, question, dialect=dialect,
+                                                 value_hints=value_hints, evidence=evidence)},
+    ]
+
+
+REPAIR_REPLY_CHARS = 2000  # of a reply without SQL, the tail shown back to the model
+
+
+def repair_messages(messages: list[Message], sql: str, observation: str, *, dialect: str,
+                    reply: str | None = None) -> list[Message]:
+    """`messages` followed by the model's `sql` (as the assistant's turn) and a request to fix it.
+
+    The assistant turn holds only the SQL, not any reasoning that led to it: shorter, and the reasoning
+    may be what went wrong. When the reply held no SQL, the tail of `reply` stands in for it."""
+    engine = dialect_display_name(dialect)
+    if sql.strip():
+        previous = f"```sql\n{sql.strip()}\n```"
+    else:
+        previous = (reply or "").strip()[-REPAIR_REPLY_CHARS:] or "(no reply)"
+    follow_up = (
+        f"{observation.strip()}\n\n"
+        f"Fix the query so that it answers the question correctly in {engine}. "
+        f"Return only the corrected SQL in one ```sql fenced block. If the query was already right, "
+        f"return it unchanged; if the question cannot be answered from this database, reply "
+        f"{UNANSWERABLE_MARKER} <short reason>."
+    )
+    return [
+        *messages,
+        {"role": "assistant", "content": previous},
+        {"role": "user", "content": follow_up},
+    ]
