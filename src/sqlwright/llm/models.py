@@ -73,6 +73,19 @@ class ModelStatus:
     def installed(self) -> bool:
         return not self.missing
 
+    def as_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values, in display order."""
+        return {
+            "name": self.name,
+            "default": self.default,
+            "size": self.size,
+            "parts": f"{self.parts_installed}/{self.parts_total}",
+            "assembled": self.assembled,
+            "path": str(self.path),
+            "missing": list(self.missing),
+            "description": self.description,
+        }
+
 
 PartLocator = Callable[[ModelPart], Path | None]
 
