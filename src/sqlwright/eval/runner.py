@@ -1,0 +1,483 @@
+"""The evaluation runner: predict, execute gold and prediction, compare, record — in parallel, resumably.
+
+The main process asks the predictor (sequentially: a model uses all cores by itself), stores each
+prediction in the run file, and sends the comparison to a pool of worker processes. Each worker opens
+every database it needs once (by URL) and keeps it open; gold results are computed once per run and
+cached in the run file. Every statement runs with a time limit, and a task that outlives its whole
+budget (a statement the database could not stop) has its worker killed and gets the verdict error
+"timeout", so a run never hangs. Verdicts are committed one by one as they arrive, so a killed run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlwright.db.result import Result
+from sqlwright.errors import DatasetError, QueryRefused, QueryTimeout, SqlwrightError
+from sqlwright.eval.compare import CompareContext, get_rule, normalize_result, soft_f1
+from sqlwright.eval.metrics import summarize, ves_reward_from_times
+from sqlwright.eval.predictors import FilePredictor, Predictor
+from sqlwright.eval.runfile import RunFile, gold_key
+from sqlwright.eval.types import Example, Prediction, Verdict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0  # seconds per statement during evaluation
+DEFAULT_MAX_ROWS = 100_000  # rows per result; a larger result is an error, never a silent cut
+KILL_GRACE = 30.0  # seconds a task may run past its statements' budget before its worker is killed
+TIMEOUT = "timeout"
+
+
+# --- the work of one example (runs in a worker process) ------------------------------------------
+@dataclass(frozen=True)
+class CompareTask:
+    """Everything a worker needs to judge one example (picklable)."""
+
+    position: int
+    example: Example
+    prediction: Prediction
+    database_url: str
+    rule: str
+    gold_sqls: tuple[str, ...]  # the gold queries to run, already rewritten by the rule
+    gold_keys: tuple[str, ...]
+    cached_gold: tuple[Result | str | None, ...]  # per gold query: result, error, or None (not cached)
+    timeout: float
+    max_rows: int
+    ves_repeats: int = 0
+
+    @property
+    def budget(self) -> float:
+        """Seconds of statements this task may run at most (gold, prediction, timing repeats)."""
+        return self.timeout * (len(self.gold_sqls) + 1 + 2 * self.ves_repeats)
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    position: int
+    verdict: Verdict
+    new_gold: tuple[tuple[str, Result | str], ...] = ()
+
+
+_DATABASES: dict[str, Any] = {}  # per worker process: URL -> open Database
+
+
+def _database(url: str):
+    db = _DATABASES.get(url)
+    if db is None:
+        from sqlwright.db import open_database
+
+        db = _DATABASES[url] = open_database(url)
+    return db
+
+
+def _execute(db, sql: str, task: CompareTask, *, guard: bool) -> Result | str:
+    """Run one statement: the normalised result, or its error as one line ("timeout" for timeouts)."""
+    try:
+        return normalize_result(db.execute(sql, timeout=task.timeout, max_rows=task.max_rows, guard=guard))
+    except QueryTimeout:
+        return TIMEOUT
+    except SqlwrightError as exc:
+        return str(exc) or type(exc).__name__
+
+
+def _time_runs(db, gold_sql: str, pred_sql: str, task: CompareTask) -> float | None:
+    """BIRD's R-VES reward from `ves_repeats` alternating timed runs of gold and prediction."""
+    gold_times, pred_times = [], []
+    for _ in range(task.ves_repeats):
+        for sql, times, guard in ((pred_sql, pred_times, True), (gold_sql, gold_times, False)):
+            start = time.perf_counter()
+            if isinstance(_execute(db, sql, task, guard=guard), str):
+                return 0.0
+            times.append(time.perf_counter() - start)
+    return ves_reward_from_times(gold_times, pred_times)
+
+
+def evaluate_task(task: CompareTask) -> CompareOutcome:
+    """Judge one prediction: run (or reuse) the gold queries, run the prediction, compare by the rule."""
+    ex, pred = task.example, task.prediction
+    base = {
+        "id": ex.id,
+        "pred_sql": pred.sql,
+        "seconds": pred.seconds,
+        "prompt_tokens": pred.prompt_tokens,
+        "completion_tokens": pred.completion_tokens,
+    }
+    if pred.error:
+        return CompareOutcome(task.position, Verdict(correct=False, error=pred.error, **base))
+    if pred.sql is None:  # abstained: right exactly when the question cannot be answered
+        return CompareOutcome(task.position, Verdict(correct=not ex.feasible, abstained=True, **base))
+    if not ex.feasible:  # any answer to an infeasible question is wrong
+        return CompareOutcome(task.position, Verdict(correct=False, **base))
+    rule = get_rule(task.rule)
+    try:
+        db = _database(task.database_url)
+    except SqlwrightError as exc:
+        return CompareOutcome(task.position, Verdict(correct=False, gold_error=str(exc), **base))
+
+    golds: list[tuple[str, Result]] = []
+    gold_errors: list[str] = []
+    new_gold: list[tuple[str, Result | str]] = []
+    for sql, key, cached in zip(task.gold_sqls, task.gold_keys, task.cached_gold, strict=True):
+        # Gold SQL is the benchmark's own trusted text: it runs on the read-only connection with
+        # the time limit but without the guard, which would refuse e.g. SQL-Eval's CURRENT_DATE.
+        result = cached if cached is not None else _execute(db, sql, task, guard=False)
+        if cached is None:
+            new_gold.append((key, result))
+        if isinstance(result, str):
+            gold_errors.append(result)
+        elif result.truncated:
+            gold_errors.append(f"gold result has more than {task.max_rows} rows")
+        else:
+            golds.append((sql, result))
+    if not golds:
+        verdict = Verdict(correct=False, gold_error=gold_errors[0], **base)
+        return CompareOutcome(task.position, verdict, tuple(new_gold))
+
+    pred_sql = rule.prepare(pred.sql).strip()
+    # The same statement on the same database gives the same rows: reuse the gold's (after the
+    # guard has accepted it, as it would have before running it).
+    same = next((r for s, r in golds if s.strip() == pred_sql), None)
+    if same is not None and task.ves_repeats == 0:
+        from sqlwright.db import check_sql
+
+        try:
+            check_sql(pred_sql, db.dialect)
+            pred_result: Result | str = same
+        except QueryRefused as exc:
+            pred_result = str(exc)
+    else:
+        pred_result = _execute(db, pred_sql, task, guard=True)
+    if isinstance(pred_result, str):
+        verdict = Verdict(correct=False, error=pred_result, soft_f1=0.0, **base)
+        return CompareOutcome(task.position, verdict, tuple(new_gold))
+    if pred_result.truncated:
+        verdict = Verdict(
+            correct=False, error=f"result has more than {task.max_rows} rows", soft_f1=0.0, **base
+        )
+        return CompareOutcome(task.position, verdict, tuple(new_gold))
+
+    ctx = CompareContext(gold_sql=ex.gold, question=ex.question, category=ex.category, dialect=db.dialect)
+    correct = rule.match([r for _, r in golds], pred_result, ctx)
+    f1 = soft_f1(golds[0][1], pred_result)
+    ves = None
+    if task.ves_repeats > 0:
+        ves = _time_runs(db, golds[0][0], pred_sql, task) if correct else 0.0
+    verdict = Verdict(correct=correct, soft_f1=f1, ves=ves, **base)
+    return CompareOutcome(task.position, verdict, tuple(new_gold))
+
+
+# --- the pool --------------------------------------------------------------------------------------
+class _Pool:
+    """A process pool with at most `workers` tasks in flight, a wall-clock budget per task, and
+    restart-on-kill: a task past its budget gets a "timeout" verdict, its pool is killed and the other
+    tasks in flight are sent again to a fresh pool. `workers=0` evaluates in this process."""
+
+    def __init__(self, workers: int, on_done: Callable[[CompareTask, CompareOutcome], None]) -> None:
+        self.workers = workers
+        self.on_done = on_done
+        self.executor: cf.ProcessPoolExecutor | None = None
+        self.inflight: dict[cf.Future, tuple[CompareTask, float]] = {}
+
+    def _new_executor(self) -> cf.ProcessPoolExecutor:
+        # spawn, not fork: the main process may hold a loaded model and threads.
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, task: CompareTask) -> None:
+        if self.workers <= 0:
+            self.on_done(task, evaluate_task(task))
+            return
+        while len(self.inflight) >= self.workers:
+            self.poll(block=True)
+        if self.executor is None:
+            self.executor = self._new_executor()
+        self.inflight[self.executor.submit(evaluate_task, task)] = (task, time.monotonic())
+
+    def poll(self, *, block: bool = False) -> None:
+        """Hand finished tasks to `on_done`; kill and restart past-budget work."""
+        if not self.inflight:
+            return
+        done, _ = cf.wait(list(self.inflight), timeout=0.5 if block else 0, return_when=cf.FIRST_COMPLETED)
+        broken: list[CompareTask] = []
+        for fut in done:
+            task, _ = self.inflight.pop(fut)
+            try:
+                outcome = fut.result()
+            except cf.process.BrokenProcessPool:
+                broken.append(task)
+                continue
+            self.on_done(task, outcome)
+        now = time.monotonic()
+        overdue = [f for f, (t, start) in self.inflight.items() if now - start > t.budget + KILL_GRACE]
+        if overdue or broken:
+            self._restart(overdue, broken)
+
+    def _restart(self, overdue: list[cf.Future], broken: list[CompareTask]) -> None:
+        for fut in overdue:
+            task, _ = self.inflight.pop(fut)
+            log.warning("example %s ran past its time budget; stopping its worker", task.example.id)
+            p = task.prediction
+            self.on_done(
+                task,
+                CompareOutcome(
+                    task.position,
+                    Verdict(id=p.id, correct=False, pred_sql=p.sql, error=TIMEOUT, seconds=p.seconds,
+                            prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens),
+                ),
+            )
+        retry = broken + [t for t, _ in self.inflight.values()]
+        self.inflight.clear()
+        self._kill()
+        for task in retry:
+            self.submit(task)
+
+    def _kill(self) -> None:
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return
+        # ProcessPoolExecutor cannot cancel a running task; end its processes directly.
+        for proc in list((getattr(executor, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    def drain(self) -> None:
+        while self.inflight:
+            self.poll(block=True)
+
+    def close(self, *, kill: bool = False) -> None:
+        if kill:
+            self.inflight.clear()
+            self._kill()
+        elif self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+
+
+# --- the run ---------------------------------------------------------------------------------------
+@dataclass
+class RunSummary:
+    """The outcome of a run: its configuration, metrics and one verdict per example (dataset order)."""
+
+    run_file: Path
+    config: dict
+    metrics: dict
+    pairs: list[tuple[Example, Verdict]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed: bool = False
+
+    @property
+    def ex(self) -> float:
+        return self.metrics["ex"]
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [v for _, v in self.pairs]
+
+    def results(self) -> list[dict]:
+        """One entry per question: id, correct, pred_sql, gold_sql, error and the rest of its verdict."""
+        return [
+            {
+                "id": e.id,
+                "db": e.db,
+                "question": e.question,
+                "difficulty": e.difficulty,
+                "category": e.category,
+                "correct": v.correct,
+                "pred_sql": v.pred_sql,
+                "gold_sql": e.gold,
+                "abstained": v.abstained,
+                "error": v.error,
+                "gold_error": v.gold_error,
+                "soft_f1": v.soft_f1,
+                "ves": v.ves,
+                "seconds": v.seconds,
+                "prompt_tokens": v.prompt_tokens,
+                "completion_tokens": v.completion_tokens,
+            }
+            for e, v in self.pairs
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "run_file": str(self.run_file),
+            "config": self.config,
+            **self.metrics,
+            "run_seconds": self.seconds,
+            "results": self.results(),
+        }
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    """A fingerprint of the examples a run covers (ids and gold SQL, in order)."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(f"{e.id}\0{e.db}\0{e.gold}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def run_config(dataset: Any, examples: Sequence[Example], *, timeout: float, ves_repeats: int,
+               max_rows: int, extra: Mapping[str, Any] | None = None) -> dict:
+    """The configuration a run file is bound to: what would change the verdicts if it changed."""
+    config = {
+        "dataset": dataset.name,
+        "kind": dataset.kind,
+        "comparison": dataset.comparison,
+        "examples": len(examples),
+        "examples_digest": examples_digest(examples),
+        "timeout": timeout,
+        "ves_repeats": ves_repeats,
+        "max_rows": max_rows,
+    }
+    config.update(extra or {})
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def _progress(enabled: bool, total: int, completed: int):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]eval[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("EX {task.fields[ex]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+    task_id = progress.add_task("eval", total=total, completed=completed, ex="-")
+    return progress, task_id
+
+
+def run_eval(
+    dataset: Any,
+    predictor: Predictor | Mapping[str, Prediction],
+    *,
+    run_file: Path,
+    examples: Iterable[Example] | None = None,
+    workers: int = 2,
+    timeout: float = DEFAULT_TIMEOUT,
+    ves_repeats: int = 0,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    progress: bool = True,
+    config: Mapping[str, Any] | None = None,
+    exclude_dbs: Iterable[str] = (),
+) -> RunSummary:
+    """Evaluate `predictor` (or a mapping id -> Prediction) on `examples` (default: all of the dataset's).
+
+    `run_file` holds the run; if it already holds one with the same configuration (the dataset, the
+    examples, timeout, ves_repeats, max_rows and the caller's `config`, e.g. model and pipeline
+    options) the run resumes, and with a different one it is refused (ConfigError). Returns the summary
+    over every example, including those finished before a resume.
+    """
+    started = time.perf_counter()
+    examples = list(dataset.examples if examples is None else examples)
+    seen: set[str] = set()
+    for e in examples:
+        if e.id in seen:
+            raise DatasetError(f"duplicate example id {e.id!r} in {dataset.name}")
+        seen.add(e.id)
+    if timeout <= 0:
+        raise DatasetError(f"the timeout must be a positive number of seconds, not {timeout}")
+    rule = get_rule(dataset.comparison)
+    if isinstance(predictor, Mapping):
+        predictor = FilePredictor(predictor)
+    full_config = run_config(
+        dataset, examples, timeout=timeout, ves_repeats=ves_repeats, max_rows=max_rows, extra=config
+    )
+
+    store = RunFile(Path(run_file))
+    try:
+        resumed = store.bind(full_config)
+        done = store.done_ids()
+        stored = store.predictions()
+        todo = [(i, e) for i, e in enumerate(examples) if e.id not in done]
+        if resumed:
+            log.info("resuming %s: %d of %d examples done", run_file, len(examples) - len(todo), len(examples))
+        urls: dict[str, str] = {}
+        tally = {"correct": sum(v.correct for _, v in store.verdicts() if v.id in seen), "done": len(done & seen)}
+
+        bar, bar_task = _progress(progress, len(examples), tally["done"])
+
+        def on_done(task: CompareTask, outcome: CompareOutcome) -> None:
+            store.save_verdict(task.position, task.example, outcome.verdict, outcome.new_gold)
+            tally["done"] += 1
+            tally["correct"] += int(outcome.verdict.correct)
+            bar.update(bar_task, advance=1, ex=f"{tally['correct'] / tally['done']:.3f}")
+
+        pool = _Pool(workers, on_done)
+        with bar:
+            try:
+                for position, example in todo:
+                    if example.db not in urls:
+                        urls[example.db] = dataset.database_url(example.db)
+                    prediction = stored.get(example.id)
+                    if prediction is None:
+                        prediction = predictor.predict(example, urls[example.db])
+                        store.save_prediction(prediction)
+                    pool.submit(_task(position, example, prediction, urls[example.db], rule, store,
+                                      timeout=timeout, max_rows=max_rows, ves_repeats=ves_repeats))
+                    pool.poll()
+                pool.drain()
+                pool.close()
+            except BaseException:
+                pool.close(kill=True)
+                raise
+        verdicts = {v.id: v for _, v in store.verdicts()}
+    finally:
+        store.close()
+    pairs = [(e, verdicts[e.id]) for e in examples if e.id in verdicts]
+    metrics = summarize(pairs, exclude_dbs=exclude_dbs)
+    return RunSummary(
+        run_file=Path(run_file), config=full_config, metrics=metrics, pairs=pairs,
+        seconds=time.perf_counter() - started, resumed=resumed,
+    )
+
+
+def _task(position: int, example: Example, prediction: Prediction, url: str, rule, store: RunFile, *,
+          timeout: float, max_rows: int, ves_repeats: int) -> CompareTask:
+    gold_sqls = tuple(rule.prepare(q) for q in rule.expand_gold(example.gold)) if example.feasible else ()
+    keys = tuple(gold_key(example.db, q) for q in gold_sqls)
+    return CompareTask(
+        position=position,
+        example=example,
+        prediction=prediction,
+        database_url=url,
+        rule=rule.name,
+        gold_sqls=gold_sqls,
+        gold_keys=keys,
+        cached_gold=tuple(store.gold(k) for k in keys),
+        timeout=timeout,
+        max_rows=max_rows,
+        ves_repeats=ves_repeats,
+    )
+
+
+def summary_from_run_file(run_file: Path, *, exclude_dbs: Iterable[str] = ()) -> RunSummary:
+    """The summary of a run file as it stands (e.g. to report on a finished or stopped run)."""
+    from sqlwright.eval.runfile import open_run_file
+
+    with open_run_file(run_file, must_exist=True) as store:
+        config = store.config() or {}
+        pairs = store.verdicts()
+    return RunSummary(run_file=Path(run_file), config=config,
+                      metrics=summarize(pairs, exclude_dbs=exclude_dbs), pairs=pairs)
