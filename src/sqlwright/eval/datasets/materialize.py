@@ -55,6 +55,9 @@ from sqlwright.errors import DatasetError
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "sqlwright_sqleval_"
+# SQL-Eval's MySQL gold queries qualify tables with the bare database name (broker.sbCustomer), so the
+# MySQL copies carry no prefix by default; an existing database sqlwright did not make is never replaced.
+DEFAULT_MYSQL_PREFIX = ""
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MYSQL_ADMIN_URL = "mysql://root@127.0.0.1:3306/"
 MARKER_TAG = "sqlwright-sqleval"
@@ -78,6 +81,20 @@ class LoadInfo:
 
     def to_comment(self) -> str:
         return json.dumps({"tag": MARKER_TAG, "sha256": self.sha256, "loaded_at": self.loaded_at, "load_id": self.load_id})
+
+    @staticmethod
+    def building_comment() -> str:
+        """The marker of a database being loaded: ours, but not (yet) a usable load."""
+        return json.dumps({"tag": MARKER_TAG, "state": "building"})
+
+    @staticmethod
+    def is_ours(comment: str | None) -> bool:
+        """Whether a database COMMENT says sqlwright made the database (so it may drop it)."""
+        try:
+            data = json.loads(comment or "")
+        except json.JSONDecodeError:
+            return False
+        return isinstance(data, dict) and data.get("tag") == MARKER_TAG
 
     @classmethod
     def from_comment(cls, comment: str | None) -> LoadInfo | None:
@@ -103,6 +120,7 @@ class ColumnInfo:
 @dataclass(frozen=True)
 class TableInfo:
     name: str
+    pg_schema: str  # the PostgreSQL schema holding it (ewallet uses consumer_div, not public)
     pg_name: str  # the name in the PostgreSQL catalog
     columns: tuple[ColumnInfo, ...]
     primary_key: tuple[str, ...]
@@ -161,14 +179,22 @@ def original_names(dump_text: str) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def read_tables(conn, dump_text: str) -> list[TableInfo]:
-    """Introspect the public schema of a loaded database, in creation (oid) order."""
+    """Introspect the tables of every user schema of a loaded database, in creation (oid) order.
+
+    The copies are flat (SQLite has one namespace; SQL-Eval's MySQL gold names tables unqualified), so
+    two schemas holding the same table name is an error."""
     spelled = original_names(dump_text)
     tables = conn.execute(
-        "SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.oid"
+        "SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' "
+        "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.oid"
     ).fetchall()
+    seen: dict[str, str] = {}
     out = []
-    for oid, relname in tables:
+    for oid, schema, relname in tables:
+        if relname in seen:
+            raise DatasetError(f"table {relname!r} exists in schemas {seen[relname]!r} and {schema!r}; cannot flatten")
+        seen[relname] = schema
         columns = conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
             "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
@@ -183,7 +209,7 @@ def read_tables(conn, dump_text: str) -> list[TableInfo]:
         table_name, column_names = spelled.get(relname, (relname, {}))
         cols = tuple(ColumnInfo(column_names.get(name, name), pg_type, bool(nn)) for name, pg_type, nn in columns)
         out.append(
-            TableInfo(table_name, relname, cols, tuple(column_names.get(name, name) for (name,) in pk))
+            TableInfo(table_name, schema, relname, cols, tuple(column_names.get(name, name) for (name,) in pk))
         )
     return out
 
@@ -244,7 +270,7 @@ def _copy_rows(conn, table: TableInfo, convert: Callable[[Any], Any], batch: int
     """Rows of a PostgreSQL table in physical (insertion) order, converted, in batches."""
     from psycopg import sql as pgsql
 
-    query = pgsql.SQL("SELECT * FROM public.{}").format(pgsql.Identifier(table.pg_name))
+    query = pgsql.SQL("SELECT * FROM {}.{}").format(pgsql.Identifier(table.pg_schema), pgsql.Identifier(table.pg_name))
     with conn.cursor() as cursor:
         cursor.execute(query)
         while rows := cursor.fetchmany(batch):
@@ -365,7 +391,7 @@ class MySQLTarget(Target):
         return f"CREATE TABLE {_bq(table.name)} ({', '.join(parts)}) DEFAULT CHARSET=utf8mb4"
 
     def materialize(self, db: str, source_url: str, info: LoadInfo, dump_text: str) -> str:
-        name = _check_identifier(self.m.prefix + db)
+        name = _check_identifier(self.m.mysql_prefix + db)
         url = _replace_path(self.m.mysql_admin_url, name)
         with _mysql_connect(self.m.mysql_admin_url) as admin, admin.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, %s)", (name, LOCK_SECONDS))
@@ -376,8 +402,16 @@ class MySQLTarget(Target):
                 if existing is not None and existing.load_id == info.load_id:
                     log.info("reusing MySQL copy %s of load %s", name, info.load_id)
                     return url
+                if row is not None and not LoadInfo.is_ours(row[0]):
+                    raise DatasetError(
+                        f"MySQL database {name!r} exists and was not made by sqlwright; refusing to replace it "
+                        "(drop it, or choose another mysql_prefix)"
+                    )
                 cursor.execute(f"DROP DATABASE IF EXISTS {_bq(name)}")
-                cursor.execute(f"CREATE DATABASE {_bq(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+                cursor.execute(
+                    f"CREATE DATABASE {_bq(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci COMMENT %s",
+                    (LoadInfo.building_comment(),),
+                )
                 cursor.execute(f"USE {_bq(name)}")
                 with _pg_connect(source_url) as source:
                     for table in read_tables(source, dump_text):
@@ -443,6 +477,7 @@ class SqlEvalMaterializer:
         databases_dir: Path,
         *,
         prefix: str = DEFAULT_PREFIX,
+        mysql_prefix: str = DEFAULT_MYSQL_PREFIX,
         cache_dir: Path | None = None,
         pg_admin_url: str | None = None,
         mysql_admin_url: str | None = None,
@@ -450,6 +485,7 @@ class SqlEvalMaterializer:
     ) -> None:
         self.databases_dir = databases_dir
         self.prefix = _check_identifier(prefix) if prefix else prefix
+        self.mysql_prefix = _check_identifier(mysql_prefix) if mysql_prefix else mysql_prefix
         self.cache_dir = cache_dir or load_settings().cache_dir / "sqleval"
         self.pg_admin_url = pg_admin_url or os.environ.get("SQLWRIGHT_PG_ADMIN_URL") or DEFAULT_PG_ADMIN_URL
         self.mysql_admin_url = mysql_admin_url or os.environ.get("SQLWRIGHT_MYSQL_ADMIN_URL") or DEFAULT_MYSQL_ADMIN_URL
@@ -502,9 +538,17 @@ class SqlEvalMaterializer:
                     log.info("reusing PostgreSQL database %s (loaded %s)", name, existing.loaded_at)
                     info = existing
                 else:
+                    if row is not None and not LoadInfo.is_ours(row[0]):
+                        raise DatasetError(
+                            f"PostgreSQL database {name!r} exists and was not made by sqlwright; refusing to "
+                            "replace it (drop it, or choose another prefix)"
+                        )
                     ident = pgsql.Identifier(name)
                     admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
                     admin.execute(pgsql.SQL("CREATE DATABASE {}").format(ident))
+                    admin.execute(
+                        pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, pgsql.Literal(LoadInfo.building_comment()))
+                    )
                     now = dt.datetime.now().replace(microsecond=0)
                     info = LoadInfo(sha, now.isoformat(), f"{now:%Y%m%dT%H%M%S}-{sha[:12]}")
                     self._run_dump(url, dump)
@@ -517,15 +561,24 @@ class SqlEvalMaterializer:
         return url, info
 
     def drop(self, db: str) -> None:
-        """Remove every copy of `db` this materializer's prefix names (tests clean up with it)."""
+        """Remove the copies of `db` this materializer names, if sqlwright made them (tests clean up
+        with it); databases without sqlwright's marker are left alone."""
         from psycopg import sql as pgsql
 
         name = _check_identifier(self.prefix + db)
         with _pg_connect(self.pg_admin_url) as admin:
-            admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+            row = admin.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if row is not None and LoadInfo.is_ours(row[0]):
+                admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+        mysql_name = _check_identifier(self.mysql_prefix + db)
         try:
             with _mysql_connect(self.mysql_admin_url) as conn, conn.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {_bq(name)}")
+                cursor.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (mysql_name,))
+                row = cursor.fetchone()
+                if row is not None and LoadInfo.is_ours(row[0]):
+                    cursor.execute(f"DROP DATABASE {_bq(mysql_name)}")
         except DatasetError:
             log.debug("MySQL not reachable; nothing to drop there")
         for (known_db, _dialect), url in list(self._urls.items()):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DIALECTS = ("postgres", "sqlite", "mysql")
 REQUIRED_COLUMNS = ("question", "query", "db_name")
-_MATERIALIZER_OPTIONS = ("prefix", "cache_dir", "pg_admin_url", "mysql_admin_url", "reuse")
+_MATERIALIZER_OPTIONS = ("prefix", "mysql_prefix", "cache_dir", "pg_admin_url", "mysql_admin_url", "reuse")
 
 
 class SqlEvalDataset(Dataset):
