@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from sqlwright.db import open_database
-
 from conftest import LONG_TEXT, NUMS
+from sqlwright.db import open_database
 
 
 def test_tables_are_the_user_tables(opened, testdb):

@@ -11,6 +11,7 @@ and letter case cannot hide anything from it.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cache, lru_cache
 
@@ -21,6 +22,17 @@ from sqlglot.errors import ParseError, TokenError
 from sqlwright.db.dialects import get_dialect
 from sqlwright.errors import QueryRefused
 
+
+class _QuietFallbacks(logging.Filter):
+    """sqlglot warns each time it parses an unknown statement as a Command; the guard refuses those
+    anyway, so the warning is noise in every evaluation log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_QuietFallbacks())
+
 # Statement kinds that may form the whole statement.
 _ALLOWED_ROOTS: tuple[type[exp.Expression], ...] = (exp.Query, exp.Values)
 
@@ -28,6 +40,9 @@ _ALLOWED_ROOTS: tuple[type[exp.Expression], ...] = (exp.Query, exp.Values)
 def _node_types(*names: str) -> dict[type, str]:
     return {getattr(exp, n): n for n in names if hasattr(exp, n)}
 
+
+# Statements that are not queries but read-only; named in the refusal so the user knows what was seen.
+_NAMED_STATEMENTS = {"Describe", "Show", "Summarize", "Explain", "Pivot"}
 
 # Node types refused anywhere in the tree, with the words used in the refusal.
 _REFUSED_NODES: dict[type, str] = {
@@ -134,7 +149,8 @@ def _first_line(text: str) -> str:
 
 def _function_names(node: exp.Func) -> list[str]:
     if isinstance(node, exp.Anonymous):
-        return [str(node.this).lower()]
+        this = node.this  # a quoted name ("pg_read_file"(...)) is an Identifier
+        return [(this.name if isinstance(this, exp.Identifier) else str(this)).lower()]
     return [n.lower() for n in type(node).sql_names()]
 
 
@@ -203,8 +219,9 @@ def check_sql(sql: str, dialect: str) -> str:
             raise QueryRefused(f"Refused: {node.name!r} looks like a file path; reading files is not allowed.")
 
     if not isinstance(statement, _ALLOWED_ROOTS):
-        kind = statement.key.upper()
-        raise QueryRefused(f"Refused: {kind} is not a read-only query; only SELECT statements run.")
+        kind = type(statement).__name__
+        what = f"a {kind.upper()} statement" if kind in _NAMED_STATEMENTS else "not a SELECT query"
+        raise QueryRefused(f"Refused: the statement is {what}; only SELECT queries run.")
 
     # Trim after the statement's last real token: drops trailing ';', whitespace and comments.
     last = next((t for t in reversed(tokens) if t.token_type != sqlglot.TokenType.SEMICOLON), None)
