@@ -113,7 +113,12 @@ class Engine:
         key = (db.url, db.fingerprint())
         context = self._contexts.get(key)
         if context is None:
-            schema = db.schema()
+            # The database object caches its schema; re-introspect when its content changed since
+            # this engine last saw it.
+            changed = any(url == db.url for url, _ in self._contexts)
+            schema = db.schema(refresh=changed)
+            for stale in [k for k in self._contexts if k[0] == db.url]:
+                del self._contexts[stale]
             text = render_schema(schema)
             context = _DatabaseContext(schema, text, self.llm.count_tokens(text))
             self._contexts[key] = context
