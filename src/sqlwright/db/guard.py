@@ -168,6 +168,11 @@ def _sqlglot_dialect(dialect: str) -> tuple[sqlglot.Dialect, bool, bool]:
 def check_sql(sql: str, dialect: str) -> str:
     """Accept exactly one read-only statement in `dialect` and return it, trimmed of trailing `;`,
     whitespace and trailing comments. Raise QueryRefused (one line, with the reason) otherwise."""
+    return _check_sql(sql, dialect)
+
+
+@lru_cache(maxsize=8192)  # evaluations run the same statements again and again; refusals are not cached
+def _check_sql(sql: str, dialect: str) -> str:
     glot, executable_comments, file_table_scans = _sqlglot_dialect(dialect)
     if not sql or not sql.strip():
         raise QueryRefused("Refused: the statement is empty.")

@@ -30,6 +30,30 @@ log = logging.getLogger(__name__)
 _PROGRESS_STEPS = 1000  # VM instructions between deadline checks: cheap, and well under a millisecond
 
 
+# The authorizer (part of wall (a)): statements may read tables, call functions and read pragmas;
+# every other action (writes, schema changes, ATTACH, transactions, setting pragmas) is denied when
+# the statement is prepared, before it runs.
+_ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
+_INFO_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "foreign_key_list", "index_list", "index_info", "index_xinfo", "table_list"}
+)
+_READABLE_PRAGMAS = frozenset(
+    {"query_only", "user_version", "schema_version", "application_id", "data_version", "page_count",
+     "page_size", "encoding", "foreign_keys", "journal_mode", "compile_options", "freelist_count",
+     "database_list", "collation_list", "function_list", "module_list", "pragma_list"}
+)
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    if action in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _INFO_PRAGMAS or (arg2 is None and name in _READABLE_PRAGMAS):
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
 def _decode(data: bytes) -> str:
     # Some real databases (Spider's among them) hold text that is not valid UTF-8.
     return data.decode("utf-8", errors="replace")
@@ -63,6 +87,7 @@ class SQLiteDatabase(Backend):
             conn.close()
             raise ConnectionFailed(f"Could not open SQLite database {self.path}: {one_line(exc)}") from exc
         conn.text_factory = _decode
+        conn.set_authorizer(_authorize)
         conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         self._conn: sqlite3.Connection | None = conn
 
@@ -86,7 +111,10 @@ class SQLiteDatabase(Backend):
         except sqlite3.Error as exc:
             if time.monotonic() > self._deadline and "interrupt" in str(exc).lower():
                 raise timeout_error(timeout) from exc
-            raise QueryFailed(f"SQLite error: {one_line(exc)}") from exc
+            message = one_line(exc)
+            if "not authorized" in message:
+                message += " (the connection is read-only: only reading statements run)"
+            raise QueryFailed(f"SQLite error: {message}") from exc
         finally:
             self._deadline = math.inf
             if cursor is not None:
