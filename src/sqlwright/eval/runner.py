@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import queue
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,53 +178,94 @@ def evaluate_task(task: CompareTask) -> CompareOutcome:
 
 
 # --- the pool --------------------------------------------------------------------------------------
+_STARTED: Any = None  # per worker process: the queue on which it announces the tasks it starts
+
+
+def _init_worker(started: Any) -> None:
+    global _STARTED
+    _STARTED = started
+
+
+def _run_announced(work: Callable[[CompareTask], CompareOutcome], task: CompareTask) -> CompareOutcome:
+    """Announce that `task` starts now (its time budget counts from here, not from when it was queued
+    or while its worker process was still starting), then do it."""
+    if _STARTED is not None:
+        _STARTED.put(task.position)
+    return work(task)
+
+
 class _Pool:
     """A process pool with at most `workers` tasks in flight, a wall-clock budget per task, and
     restart-on-kill: a task past its budget gets a "timeout" verdict, its pool is killed and the other
     tasks in flight are sent again to a fresh pool. `workers=0` evaluates in this process."""
 
-    def __init__(self, workers: int, on_done: Callable[[CompareTask, CompareOutcome], None]) -> None:
+    def __init__(
+        self,
+        workers: int,
+        on_done: Callable[[CompareTask, CompareOutcome], None],
+        work: Callable[[CompareTask], CompareOutcome] = evaluate_task,
+    ) -> None:
         self.workers = workers
         self.on_done = on_done
+        self.work = work  # module-level, so spawned workers can import it
         self.executor: cf.ProcessPoolExecutor | None = None
-        self.inflight: dict[cf.Future, tuple[CompareTask, float]] = {}
+        self.started: Any = None
+        self.inflight: dict[cf.Future, CompareTask] = {}
+        self.start_times: dict[int, float] = {}  # task position -> when its worker began it
 
     def _new_executor(self) -> cf.ProcessPoolExecutor:
         # spawn, not fork: the main process may hold a loaded model and threads.
-        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        ctx = multiprocessing.get_context("spawn")
+        self.started = ctx.Queue()
+        return cf.ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.started,)
+        )
 
     def submit(self, task: CompareTask) -> None:
         if self.workers <= 0:
-            self.on_done(task, evaluate_task(task))
+            self.on_done(task, self.work(task))
             return
         while len(self.inflight) >= self.workers:
             self.poll(block=True)
         if self.executor is None:
             self.executor = self._new_executor()
-        self.inflight[self.executor.submit(evaluate_task, task)] = (task, time.monotonic())
+        self.inflight[self.executor.submit(_run_announced, self.work, task)] = task
+
+    def _read_starts(self) -> None:
+        while self.started is not None:
+            try:
+                position = self.started.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                return
+            self.start_times[position] = time.monotonic()
 
     def poll(self, *, block: bool = False) -> None:
         """Hand finished tasks to `on_done`; kill and restart past-budget work."""
         if not self.inflight:
             return
-        done, _ = cf.wait(list(self.inflight), timeout=0.5 if block else 0, return_when=cf.FIRST_COMPLETED)
+        done, _ = cf.wait(list(self.inflight), timeout=0.2 if block else 0, return_when=cf.FIRST_COMPLETED)
         broken: list[CompareTask] = []
         for fut in done:
-            task, _ = self.inflight.pop(fut)
+            task = self.inflight.pop(fut)
+            self.start_times.pop(task.position, None)
             try:
                 outcome = fut.result()
             except cf.process.BrokenProcessPool:
                 broken.append(task)
                 continue
             self.on_done(task, outcome)
+        self._read_starts()
         now = time.monotonic()
-        overdue = [f for f, (t, start) in self.inflight.items() if now - start > t.budget + KILL_GRACE]
+        overdue = [
+            f for f, t in self.inflight.items()
+            if t.position in self.start_times and now - self.start_times[t.position] > t.budget + KILL_GRACE
+        ]
         if overdue or broken:
             self._restart(overdue, broken)
 
     def _restart(self, overdue: list[cf.Future], broken: list[CompareTask]) -> None:
         for fut in overdue:
-            task, _ = self.inflight.pop(fut)
+            task = self.inflight.pop(fut)
             log.warning("example %s ran past its time budget; stopping its worker", task.example.id)
             p = task.prediction
             self.on_done(
@@ -234,8 +276,9 @@ class _Pool:
                             prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens),
                 ),
             )
-        retry = broken + [t for t, _ in self.inflight.values()]
+        retry = broken + list(self.inflight.values())
         self.inflight.clear()
+        self.start_times.clear()
         self._kill()
         for task in retry:
             self.submit(task)
@@ -249,6 +292,7 @@ class _Pool:
             if proc.is_alive():
                 proc.kill()
         executor.shutdown(wait=True, cancel_futures=True)
+        self.started = None
 
     def drain(self) -> None:
         while self.inflight:
