@@ -64,3 +64,14 @@ def test_embedded_models_are_shared_per_file_and_context(model_file: Path, model
         assert other is not first and other.n_ctx == 1024
     finally:
         clear_loaded_models()
+
+
+def test_missing_llama_cpp_is_model_missing_with_install_hint(tmp_path: Path, monkeypatch) -> None:
+    from sqlwright.errors import ModelMissing
+    from sqlwright.llm.llamacpp import EmbeddedLLM
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` raise ImportError
+    with pytest.raises(ModelMissing, match=r"pip install 'sqlwright\[embedded\]'.*sqlwright\.sh"):
+        EmbeddedLLM(gguf)

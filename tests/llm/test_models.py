@@ -76,6 +76,7 @@ def test_assembles_parts_in_order_and_verifies(tmp_path: Path, parts: FakeParts)
     assert path.read_bytes() == CONTENT
     # only the model and its verification marker: no temp file left behind
     assert _leftovers(cache) == ["fake-model.gguf", "fake-model.gguf" + MARKER_SUFFIX]
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_reuses_assembled_file_without_touching_parts(tmp_path: Path, parts: FakeParts) -> None:

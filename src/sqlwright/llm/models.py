@@ -245,6 +245,8 @@ def assemble_model(spec: ModelSpec, cache_dir: Path, *, locator: PartLocator = l
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file private (0600); the model is not a secret and may be read by a server user.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as out:
             for part_path in parts:
                 with part_path.open("rb") as src:
