@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import time
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +159,27 @@ def test_gold_queries_run(data_dir, built, dialect):
         assert all(MARIADB_LIMITATION in message for message in failures.values()), failures
     else:
         assert failures == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_reload_makes_a_new_sqlite_copy_and_prunes_the_old(data_dir, tmp_path):
+    def fresh() -> SqlEvalMaterializer:
+        return SqlEvalMaterializer(
+            data_dir / "sqleval" / "databases", prefix="sqlwright_test_reload_", cache_dir=tmp_path, reuse=False
+        )
+
+    first_run = fresh()
+    try:
+        first = first_run.url("restaurants", "sqlite")
+        time.sleep(1.1)  # load ids have one-second resolution
+        second_run = fresh()
+        second = second_run.url("restaurants", "sqlite")
+        assert second_run.load_info("restaurants").load_id != first_run.load_info("restaurants").load_id
+        assert second != first
+        assert not Path(first.removeprefix("sqlite:///")).exists()
+        assert [p.name for p in tmp_path.glob("*/*.sqlite")] == [Path(second).name]
+    except DatasetError as exc:
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    finally:
+        first_run.drop("restaurants")

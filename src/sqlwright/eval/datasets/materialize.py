@@ -28,6 +28,7 @@ directly, never the read-only `sqlwright.db` layer.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import decimal
 import hashlib
@@ -319,6 +320,7 @@ class SQLiteTarget(Target):
     def materialize(self, db: str, source_url: str, info: LoadInfo, dump_text: str) -> str:
         path = self.path_for(db, info)
         if path.is_file():
+            self.prune(db, keep=path)
             return f"sqlite:///{path.resolve()}"
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
@@ -338,7 +340,16 @@ class SQLiteTarget(Target):
                 target.close()
         os.replace(partial, path)  # atomic: readers never see a half-written file
         log.info("built SQLite copy of %s at %s", db, path)
+        self.prune(db, keep=path)
         return f"sqlite:///{path.resolve()}"
+
+    def prune(self, db: str, keep: Path) -> None:
+        """Delete copies of `db` made from earlier loads (an open reader keeps its file until it closes)."""
+        for old in self.m.cache_dir.glob(f"*/{db}-*.sqlite"):
+            if old != keep and re.fullmatch(rf"{re.escape(db)}-\d{{8}}T\d{{6}}-[0-9a-f]{{12}}\.sqlite", old.name):
+                old.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    old.parent.rmdir()  # only succeeds once the date folder is empty
 
     def create_table(self, table: TableInfo) -> str:
         parts = [
