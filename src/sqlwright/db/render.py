@@ -15,6 +15,11 @@ from sqlwright.db.schema import Column, Schema, Table
 
 DEFAULT_MAX_SAMPLE_CHARS = 40
 _SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Words reserved in at least one supported dialect (SQL:2016 core and SQLite/PostgreSQL/MySQL
+# reserved words); a column called `order` must be quoted everywhere.
+_RESERVED = frozenset(
+    ["ADD", "ALL", "ALTER", "ANALYZE", "AND", "ANY", "ARRAY", "AS", "ASC", "ASYMMETRIC", "BETWEEN", "BOTH", "BY", "CASE", "CAST", "CHECK", "COLLATE", "COLUMN", "CONSTRAINT", "CREATE", "CROSS", "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURRENT_USER", "DATABASE", "DEFAULT", "DEFERRABLE", "DELETE", "DESC", "DISTINCT", "DO", "DROP", "ELSE", "END", "ESCAPE", "EXCEPT", "EXISTS", "FALSE", "FETCH", "FILTER", "FOR", "FOREIGN", "FROM", "FULL", "GRANT", "GROUP", "GROUPS", "HAVING", "IF", "IGNORE", "IN", "INDEX", "INNER", "INSERT", "INTERSECT", "INTERVAL", "INTO", "IS", "ISNULL", "JOIN", "KEY", "KEYS", "LATERAL", "LEADING", "LEFT", "LIKE", "LIMIT", "LOCALTIME", "LOCALTIMESTAMP", "NATURAL", "NOT", "NOTNULL", "NULL", "OFFSET", "ON", "ONLY", "OR", "ORDER", "OUTER", "OVER", "OVERLAPS", "PARTITION", "PLACING", "PRIMARY", "RANGE", "REFERENCES", "REPLACE", "RETURNING", "RIGHT", "ROW", "ROWS", "SELECT", "SESSION_USER", "SET", "SOME", "SYMMETRIC", "TABLE", "TABLESAMPLE", "THEN", "TO", "TRAILING", "TRUE", "UNION", "UNIQUE", "UPDATE", "USER", "USING", "VALUES", "VARIADIC", "WHEN", "WHERE", "WINDOW", "WITH"]
+)
 
 
 def _format_sample(value: object, max_chars: int) -> str:
@@ -98,7 +103,7 @@ class _DDLWriter:
     def __init__(self, spec: type[Dialect]) -> None:
         self.spec = spec
         tokenizer = sqlglot.Dialect.get_or_raise(spec.sqlglot).tokenizer_class
-        self.keywords = {k.upper() for k in tokenizer.KEYWORDS}
+        self.keywords = {k.upper() for k in tokenizer.KEYWORDS if " " not in k} | _RESERVED
 
     def ident(self, name: str) -> str:
         if _SIMPLE_NAME.match(name) and name.upper() not in self.keywords:
