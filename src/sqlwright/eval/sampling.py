@@ -1,0 +1,71 @@
+"""Choosing which examples to evaluate: by database, the first N, or a seeded sample spread over
+databases that is the same on every machine."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+
+from sqlwright.errors import ConfigError
+from sqlwright.eval.types import Example
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders "q2" before "q10"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def stratified_sample(examples: Sequence[Example], n: int, seed: int = 0) -> list[Example]:
+    """`n` examples spread over databases in proportion to their sizes (largest remainders, ties by db
+    id), drawn within each database by a `random.Random` seeded with (seed, db id) from its examples
+    sorted by id — so the sample does not depend on input order, hash seeds or the machine. Returned
+    in the input order."""
+    if n < 0:
+        raise ConfigError(f"--sample must be a positive number, not {n}")
+    if n >= len(examples):
+        return list(examples)
+    by_db: dict[str, list[Example]] = {}
+    for e in examples:
+        by_db.setdefault(e.db, []).append(e)
+    total = len(examples)
+    quotas = {db: n * len(items) / total for db, items in by_db.items()}
+    counts = {db: int(q) for db, q in quotas.items()}
+    leftover = n - sum(counts.values())
+    for db in sorted(quotas, key=lambda d: (-(quotas[d] - counts[d]), d))[:leftover]:
+        counts[db] += 1
+    chosen: set[str] = set()
+    for db in sorted(by_db):
+        items = sorted(by_db[db], key=lambda e: natural_key(e.id))
+        rng = random.Random(f"{seed}:{db}")
+        chosen.update(e.id for e in rng.sample(items, counts[db]))
+    return [e for e in examples if e.id in chosen]
+
+
+def select_examples(
+    examples: Sequence[Example],
+    *,
+    db_ids: Iterable[str] = (),
+    sample: int | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+) -> list[Example]:
+    """Keep the examples of `db_ids` (all when empty), then a stratified `sample`, then the first `limit`.
+    Unknown database ids are a ConfigError naming the known ones."""
+    selected = list(examples)
+    wanted = list(dict.fromkeys(db_ids))
+    if wanted:
+        known = {e.db for e in selected}
+        unknown = [d for d in wanted if d not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown --db-id {', '.join(unknown)}; the dataset has: {', '.join(sorted(known))}"
+            )
+        selected = [e for e in selected if e.db in set(wanted)]
+    if sample is not None:
+        selected = stratified_sample(selected, sample, seed)
+    if limit is not None:
+        if limit < 0:
+            raise ConfigError(f"--limit must be a positive number, not {limit}")
+        selected = selected[:limit]
+    return selected
