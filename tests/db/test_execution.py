@@ -148,3 +148,38 @@ def test_closed_database_says_so(testdb):
     db.close()
     with pytest.raises(QueryFailed, match="closed"):
         db.execute("SELECT 1")
+
+
+# --- the client-side backstops, with the server's own limit switched off --------------------------------
+def test_watchdog_fires_once_unless_cancelled():
+    from sqlwright.db.backend import Watchdog
+
+    calls = []
+    with Watchdog(0.05, lambda: calls.append(1)) as dog:
+        time.sleep(0.2)
+    assert calls == [1] and dog.fired
+    with Watchdog(0.2, lambda: calls.append(2)) as dog:
+        pass
+    time.sleep(0.3)
+    assert calls == [1] and not dog.fired
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "dialect", [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+)
+def test_backstop_stops_a_query_the_server_does_not(request, dialect, monkeypatch):
+    testdb = request.getfixturevalue(f"{dialect}_testdb")
+    with open_database(testdb.url) as db:
+        if dialect == "postgres":
+            monkeypatch.setattr(db, "_set_timeout", lambda conn, _t: conn.execute("SET statement_timeout = 0"))
+        else:
+            monkeypatch.setattr(db, "_set_timeout", lambda _t: db._plain("SET SESSION max_statement_time = 0"))
+        start = time.perf_counter()
+        with pytest.raises(QueryTimeout):
+            db.execute(CARTESIAN, timeout=0.5)
+        elapsed = time.perf_counter() - start
+        assert 1.4 <= elapsed < 3.5, elapsed  # timeout + the backstop's grace second
+        monkeypatch.undo()
+        db._timeout_ms = db._timeout = None  # force the real limit back on
+        assert db.execute("SELECT count(*) FROM singer").rows == ((5,),)
