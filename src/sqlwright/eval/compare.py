@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import difflib
+import functools
 import itertools
 import math
 import re
@@ -121,9 +122,12 @@ def _row_key(row: Sequence[object]) -> tuple:
 
 
 # --- SQL facts -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
 def has_top_level_order_by(sql: str, dialect: str | None = None) -> bool:
     """Whether the outermost query of `sql` has an ORDER BY (ORDER BY inside subqueries, CTEs or
     window functions does not order the result). Falls back to a word search if sqlglot cannot parse."""
+    if "order" not in sql.lower():  # no ORDER keyword at all: nothing to parse
+        return False
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except (ParseError, TokenError, ValueError):

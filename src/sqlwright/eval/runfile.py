@@ -105,10 +105,15 @@ class RunFile:
         return {r[0]: Prediction(*r) for r in rows}
 
     def save_prediction(self, p: Prediction) -> None:
+        self.save_predictions([p])
+
+    def save_predictions(self, predictions: Iterable[Prediction]) -> None:
+        """Store predictions (one transaction), replacing earlier ones with the same id."""
+        now = time.time()
         with self.conn:
-            self.conn.execute(
+            self.conn.executemany(
                 "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (p.id, p.sql, p.seconds, p.prompt_tokens, p.completion_tokens, p.error, time.time()),
+                [(p.id, p.sql, p.seconds, p.prompt_tokens, p.completion_tokens, p.error, now) for p in predictions],
             )
 
     # --- gold cache ----------------------------------------------------------------------------
