@@ -29,11 +29,13 @@ class Database(abc.ABC):
         self,
         sql: str,
         *,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        max_rows: int | None = DEFAULT_MAX_ROWS,
+        timeout: float | None = None,
+        max_rows: int | None = None,
         guard: bool = True,
     ) -> Result:
-        """Run one statement. With `guard` (the default) the statement must pass the sqlglot guard
+        """Run one statement. `timeout`/`max_rows` of None mean the limits the database was opened with
+        (DEFAULT_TIMEOUT / DEFAULT_MAX_ROWS unless given to open_database), never "unlimited".
+        With `guard` (the default) the statement must pass the sqlglot guard
         first (QueryRefused otherwise). Raises QueryTimeout past `timeout`, QueryFailed on errors."""
 
     @abc.abstractmethod
