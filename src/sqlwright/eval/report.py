@@ -178,11 +178,12 @@ def render_html(summary: Mapping[str, Any]) -> str:
     wrong = [r for r in summary.get("results", []) if not r["correct"]]
     if wrong:
         body.append(f"<h2>Wrong answers ({len(wrong)})</h2><table><tr><th>id</th><th>db</th><th>why</th>"
-                    "<th>predicted</th><th>gold</th></tr>")
+                    "<th>question</th><th>predicted</th><th>gold</th></tr>")
         for r in wrong[:MAX_LISTED]:
             why = r.get("error") or r.get("gold_error") or ("abstained" if r["abstained"] else "wrong result")
             body.append(
                 f"<tr><td>{esc(str(r['id']))}</td><td>{esc(str(r['db']))}</td><td>{esc(why)}</td>"
+                f"<td>{esc(str(r.get('question') or ''))}</td>"
                 f"<td><code>{esc(r.get('pred_sql') or '')}</code></td><td><code>{esc(r['gold_sql'])}</code></td></tr>"
             )
         body.append("</table>")
