@@ -137,7 +137,7 @@ def gold_items(sql: str, db_id: str, tables: dict[str, list[tuple[str, str]]]) -
     found_tables: set[str] = set()
     found_columns: set[str] = set()
     for scope in traverse_scope(tree):
-        for alias, source in scope.sources.items():
+        for source in scope.sources.values():
             if isinstance(source, exp.Table) and source.name.lower() in canon:
                 found_tables.add(db_id + SEP + canon[source.name.lower()])
         for column in scope.columns:

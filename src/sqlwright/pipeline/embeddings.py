@@ -64,12 +64,25 @@ class SentenceTransformerEmbedder:
             self.name = DEFAULT_MODEL_NAME
         self.cache_dir = cache_dir
         self.batch_size = batch_size
+        self.small_batch = 8  # up to this many texts are encoded on one thread
         self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         with self._lock:
-            vectors = self._model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
-                                         convert_to_numpy=True, normalize_embeddings=True)
+            # A question is a few dozen tokens: one thread encodes it in ~20 ms, while torch's
+            # default thread pool, on a CPU shared with the LLM, spends ten times that synchronising.
+            threads = torch.get_num_threads()
+            small = len(texts) <= self.small_batch
+            if small:
+                torch.set_num_threads(1)
+            try:
+                vectors = self._model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
+                                             convert_to_numpy=True, normalize_embeddings=True)
+            finally:
+                if small:
+                    torch.set_num_threads(threads)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 

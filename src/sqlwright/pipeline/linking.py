@@ -99,15 +99,20 @@ def identifier_words(name: str) -> list[str]:
     return words
 
 
-def tokenize(text: str, *, expand: bool = True) -> list[str]:
-    """BM25 tokens: identifier words minus stop words, abbreviations expanded, stemmed."""
+def tokenize(text: str, *, query: bool = False) -> list[str]:
+    """BM25 tokens: identifier words minus stop words, abbreviations expanded, stemmed. For a
+    `query`, adjacent words are also joined ("high schoolers" -> "highschooler"), because schemas
+    often write compounds as one word."""
     tokens: list[str] = []
-    for word in identifier_words(text):
+    words = identifier_words(text)
+    for i, word in enumerate(words):
         if word in _STOP:
             continue
-        expanded = ABBREVIATIONS.get(word) if expand else None
+        expanded = ABBREVIATIONS.get(word)
         for w in (expanded.split() if expanded else [word]):
             tokens.append(stem(w))
+        if query and i + 1 < len(words) and words[i + 1] not in _STOP and not word.isdigit():
+            tokens.append(stem(word + words[i + 1]))
     return tokens
 
 
@@ -237,7 +242,7 @@ class _Scores:
 
 def _score(index: _SchemaIndex, question: str, embedder: Embedder | None,
            value_matches: Sequence[ValueMatch]) -> _Scores:
-    tokens = tokenize(question)
+    tokens = tokenize(question, query=True)
     n_tables, n_cols = len(index.tables), len(index.col_name)
     bm_t = _bm25_scores(index.bm25_tables, tokens, n_tables)
     bm_c = _bm25_scores(index.bm25_columns, tokens, n_cols)

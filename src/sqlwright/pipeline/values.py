@@ -43,7 +43,7 @@ QUESTION_WORDS = frozenset(STOPWORDS_EN_PLUS) | {
     "count", "total", "average", "mean", "sum", "maximum", "minimum", "max", "min", "least", "highest",
     "lowest", "largest", "smallest", "order", "ordered", "sorted", "sort", "descending", "ascending",
     "please", "also", "every", "whose", "name", "names", "ids", "id", "different", "distinct", "all",
-    "along", "corresponding", "respectively", "least", "greater", "less", "larger", "smaller", "first",
+    "along", "corresponding", "respectively", "greater", "less", "larger", "smaller", "first",
     "last", "top", "one", "two", "three", "us", "like", "known", "called", "named",
 }
 
@@ -240,20 +240,20 @@ class ValueIndex:
             for start in range(len(tokens) - n + 1):
                 span = range(start, start + n)
                 words = tokens[start:start + n]
-                if words[0] in QUESTION_WORDS or words[-1] in QUESTION_WORDS:
-                    continue  # phrases start and end on content words
+                if covered.issuperset(span) or all(w in QUESTION_WORDS for w in words):
+                    continue
                 phrase = " ".join(words)
                 if n == 1 and (len(phrase) < 3 or phrase.isdigit()):
                     continue
-                if covered.issuperset(span):
-                    continue
                 # a single common word is weak evidence unless the question capitalised it
                 weight = 1.0 if n > 1 or phrase in proper else 0.9
-                if phrase in self._by_norm:
+                if phrase in self._by_norm:  # exact: "the beatles", "o neil" may start with a stop word
                     offer(phrase, weight, phrase)
                     if n > 1:
                         covered.update(span)
                     continue
+                if words[0] in QUESTION_WORDS or words[-1] in QUESTION_WORDS:
+                    continue  # inexact phrases start and end on content words
                 if len(phrase) >= 4:
                     self._fuzzy(phrase, weight, offer)
                 if n <= 3:
