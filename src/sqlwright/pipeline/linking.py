@@ -106,9 +106,10 @@ def tokenize(text: str, *, query: bool = False) -> list[str]:
     tokens: list[str] = []
     words = identifier_words(text)
     for i, word in enumerate(words):
-        if word in _STOP:
+        # in identifiers "no" is "number"; in questions it is "no"
+        expanded = None if query and word in _STOP else ABBREVIATIONS.get(word)
+        if expanded is None and word in _STOP:
             continue
-        expanded = ABBREVIATIONS.get(word)
         for w in (expanded.split() if expanded else [word]):
             tokens.append(stem(w))
         if query and i + 1 < len(words) and words[i + 1] not in _STOP and not word.isdigit():
@@ -359,7 +360,9 @@ def link_schema(
     candidate = np.isin(index.col_table_arr, top_tables)
     col_ids = np.nonzero(candidate)[0]
     item_scores = scores.tables[index.col_table_arr[col_ids]] + column_weight * scores.columns[col_ids]
-    ranked = col_ids[np.argsort(-item_scores, kind="stable")].tolist()
+    order = np.argsort(-item_scores, kind="stable")
+    # columns nothing points to are noise, not context: the budget is a ceiling, not a target
+    ranked = col_ids[order][item_scores[order] > 1e-6].tolist()
 
     def fits(k: int) -> bool:
         keep, _ = _keep_for(index, ranked[:k], max_hops)
