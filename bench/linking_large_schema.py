@@ -36,6 +36,7 @@ from sqlwright.pipeline.linking import estimate_tokens, link_schema
 from sqlwright.pipeline.values import ValueIndex
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_GGUF = Path.home() / ".cache" / "sqlwright" / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 SEP = "__"
 _TYPES = {"number": "NUMERIC", "text": "TEXT", "time": "TEXT", "boolean": "BOOLEAN", "others": "TEXT"}
 
@@ -150,6 +151,14 @@ def gold_items(sql: str, db_id: str, tables: dict[str, list[tuple[str, str]]]) -
     return found_tables, found_columns
 
 
+def gguf_token_counter(path: Path):
+    """len(tokens) under the model's own tokenizer (vocabulary only: no weights are loaded)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="first N dev questions (default: all 1,034)")
@@ -160,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "sqlwright" / "bench")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "linking_large_schema.json")
     parser.add_argument("--misses", type=int, default=0, help="print the first N questions with a miss")
+    parser.add_argument("--gguf", type=Path, default=DEFAULT_GGUF,
+                        help="count tokens with this GGUF model's tokenizer (default: Qwen2.5-Coder 1.5B if "
+                        "present; otherwise the len/3.5 estimate)")
+    parser.add_argument("--budgets", default="", help="also measure recall at these budgets, e.g. 1500,2500")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -182,59 +195,92 @@ def main(argv: list[str] | None = None) -> int:
     schema = type(schema)(schema.dialect, tuple(t for t in schema.tables if t.name != "_bench_meta"),
                           schema.name, schema.description)
     introspect_seconds = time.perf_counter() - t0
-    full_tokens = estimate_tokens(render_schema(schema))
     t0 = time.perf_counter()
     values = None if args.no_values else ValueIndex.for_database(db, args.cache_dir)
     value_index_seconds = time.perf_counter() - t0
 
-    kwargs: dict = {"budget_tokens": args.budget, "use_embeddings": not args.no_embeddings}
+    counter, token_count = estimate_tokens, "estimate: len(rendered schema) / 3.5"
+    if args.gguf and args.gguf.exists():
+        counter, token_count = gguf_token_counter(args.gguf), f"tokenizer of {args.gguf.name}"
+    kwargs: dict = {"use_embeddings": not args.no_embeddings, "count_tokens": counter}
     if args.column_weight is not None:
         kwargs["column_weight"] = args.column_weight
     # index the schema (BM25, embeddings) outside the timed loop, as a long-running server would
     t0 = time.perf_counter()
-    link_schema(schema, "warm up", **kwargs)
+    link_schema(schema, "warm up", budget_tokens=args.budget, **kwargs)
     index_seconds = time.perf_counter() - t0
 
-    n_tables = n_tables_hit = n_cols = n_cols_hit = n_full = 0
-    link_times, value_times, tokens, kept_tables, parse_failures = [], [], [], [], 0
-    misses = []
+    golds, parse_failures = [], 0
     for q in questions:
-        tables = _spider_tables(schemas[q["db_id"]])
         try:
-            gold_t, gold_c = gold_items(q["query"], q["db_id"], tables)
+            golds.append((q, *gold_items(q["query"], q["db_id"], _spider_tables(schemas[q["db_id"]]))))
         except sqlglot.errors.SqlglotError:
             parse_failures += 1
-            continue
+    matches, value_times = [], []
+    for q, _, _ in golds:
         t0 = time.perf_counter()
-        matches = values.match(q["question"]) if values is not None else []
+        matches.append(values.match(q["question"]) if values is not None else [])
         value_times.append(time.perf_counter() - t0)
-        result = link_schema(schema, q["question"], value_matches=matches, **kwargs)
+
+    figures = {
+        "questions": len(golds),
+        "gold_parse_failures": parse_failures,
+        "schema_tables": len(schema.tables),
+        "schema_columns": sum(len(t.columns) for t in schema.tables),
+        "full_schema_tokens": counter(render_schema(schema)),
+        "token_count": token_count,
+        "embeddings": not args.no_embeddings,
+        "values": not args.no_values,
+        **evaluate(schema, golds, matches, args.budget, kwargs, counter, args.misses),
+        "value_match_seconds_mean": round(statistics.mean(value_times), 4) if value_times else None,
+        "value_match_seconds_max": round(max(value_times), 4) if value_times else None,
+        "value_index_values": len(values) if values is not None else 0,
+        "setup_seconds": {"build_db": round(build_seconds, 1), "introspect": round(introspect_seconds, 1),
+                          "value_index": round(value_index_seconds, 1), "link_index": round(index_seconds, 1)},
+        "cpu_cores": os.cpu_count(),
+    }
+    sweep = [int(b) for b in args.budgets.split(",") if b.strip()]
+    if sweep:
+        keys = ("table_recall_pct", "column_recall_pct", "table_and_column_recall_pct",
+                "questions_fully_covered_pct", "prompt_tokens_mean", "prompt_tokens_max", "link_seconds_mean")
+        figures["budget_sweep"] = {
+            str(b): {k: v for k, v in evaluate(schema, golds, matches, b, kwargs, counter, 0).items() if k in keys}
+            for b in sweep
+        }
+    print(json.dumps(figures, indent=2))
+    if args.limit is None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"saved {args.out}")
+    return 0
+
+
+def evaluate(schema, golds, matches, budget: int, kwargs: dict, counter, show_misses: int) -> dict:
+    """Link every question at `budget` and measure recall, prompt size and time."""
+    n_tables = n_tables_hit = n_cols = n_cols_hit = n_full = 0
+    link_times, tokens, kept_tables = [], [], []
+    shown = 0
+    for (q, gold_t, gold_c), found in zip(golds, matches, strict=True):
+        result = link_schema(schema, q["question"], value_matches=found, budget_tokens=budget, **kwargs)
         link_times.append(result.seconds)
-        tokens.append(estimate_tokens(render_schema(result.schema)))
+        tokens.append(counter(render_schema(result.schema)))
         kept_tables.append(len(result.tables))
         kept_c = {f"{t}.{c}" for t, cols in result.columns.items() for c in cols}
-        hit_t = gold_t & set(result.columns)
-        hit_c = gold_c & kept_c
+        hit_t, hit_c = gold_t & set(result.columns), gold_c & kept_c
         n_tables += len(gold_t)
         n_tables_hit += len(hit_t)
         n_cols += len(gold_c)
         n_cols_hit += len(hit_c)
         if hit_t == gold_t and hit_c == gold_c:
             n_full += 1
-        elif len(misses) < args.misses:
-            misses.append((q["question"], sorted(gold_t - hit_t), sorted(gold_c - hit_c), result.tables[:8]))
-
+        elif shown < show_misses:
+            shown += 1
+            print(f"MISS {q['question']}\n   tables {sorted(gold_t - hit_t)} columns {sorted(gold_c - hit_c)}"
+                  f"\n   kept first: {result.tables[:8]}")
     n = len(link_times)
     pct = lambda a, b: round(100.0 * a / b, 2) if b else None  # noqa: E731
-    figures = {
-        "questions": n,
-        "gold_parse_failures": parse_failures,
-        "schema_tables": len(schema.tables),
-        "schema_columns": sum(len(t.columns) for t in schema.tables),
-        "full_schema_tokens": full_tokens,
-        "budget_tokens": args.budget,
-        "embeddings": not args.no_embeddings,
-        "values": not args.no_values,
+    return {
+        "budget_tokens": budget,
         "table_recall_pct": pct(n_tables_hit, n_tables),
         "column_recall_pct": pct(n_cols_hit, n_cols),
         "table_and_column_recall_pct": pct(n_tables_hit + n_cols_hit, n_tables + n_cols),
@@ -245,22 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "link_seconds_mean": round(statistics.mean(link_times), 4) if link_times else None,
         "link_seconds_p95": round(sorted(link_times)[int(0.95 * (n - 1))], 4) if link_times else None,
         "link_seconds_max": round(max(link_times), 4) if link_times else None,
-        "value_match_seconds_mean": round(statistics.mean(value_times), 4) if value_times else None,
-        "value_match_seconds_max": round(max(value_times), 4) if value_times else None,
-        "value_index_values": len(values) if values is not None else 0,
-        "setup_seconds": {"build_db": round(build_seconds, 1), "introspect": round(introspect_seconds, 1),
-                          "value_index": round(value_index_seconds, 1), "link_index": round(index_seconds, 1)},
-        "token_count": "estimate: len(rendered schema) / 3.5",
-        "cpu_cores": os.cpu_count(),
     }
-    for question, mt, mc, top in misses:
-        print(f"MISS {question}\n   tables {mt} columns {mc}\n   kept first: {top}")
-    print(json.dumps(figures, indent=2))
-    if args.limit is None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"saved {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -324,6 +324,56 @@ def _keep_for(index: _SchemaIndex, items: list[int], max_hops: int) -> tuple[dic
     return keep, order
 
 
+def _rendered(index: _SchemaIndex, schema: Schema, ranked: list[int], k: int, max_hops: int) -> str:
+    keep, _ = _keep_for(index, ranked[:k], max_hops)
+    return _render(schema.subset(keep))
+
+
+def _longest_fitting_prefix(index: _SchemaIndex, schema: Schema, ranked: list[int], budget: int,
+                            count: Callable[[str], int], max_hops: int) -> int:
+    """The largest k whose ranked prefix renders within `budget` tokens. Bisection runs on the
+    cheap character estimate, scaled to the real counter by a ratio measured on the candidate
+    itself; the real counter (a tokenizer can take tens of ms on a big schema) is called only to
+    check each candidate and correct the ratio."""
+
+    def bisect(limit: float) -> int:
+        lo, hi = 0, len(ranked)  # rendered size grows with k
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if estimate_tokens(_rendered(index, schema, ranked, mid, max_hops)) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    if count is estimate_tokens:
+        return bisect(budget)
+    best, limit = 0, float(budget)
+    for _ in range(4):
+        k = bisect(limit)
+        text = _rendered(index, schema, ranked, k, max_hops)
+        real, est = count(text), estimate_tokens(text)
+        if real <= budget:
+            best = max(best, k)
+            if real >= 0.97 * budget or k == len(ranked):
+                break
+        ratio = real / max(est, 1)
+        new_limit = 0.99 * budget / ratio
+        if abs(new_limit - limit) < 1:
+            break
+        limit = new_limit
+    if best == 0:  # the estimate kept misleading: bisect on the real counter
+        lo, hi = 0, len(ranked)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(_rendered(index, schema, ranked, mid, max_hops)) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        best = lo
+    return best
+
+
 def link_schema(
     schema: Schema,
     question: str,
@@ -344,7 +394,9 @@ def link_schema(
     `column_weight` trades whole tables (0) against the question's columns of many tables (1)."""
     started = time.perf_counter()
     count = count_tokens or estimate_tokens
-    if count(_render(schema)) <= budget_tokens:
+    full_text = _render(schema)
+    # no tokenizer packs 8 characters of schema into a token: skip counting what cannot fit
+    if len(full_text) / 8 <= budget_tokens and count(full_text) <= budget_tokens:
         return LinkResult(schema, [t.name for t in schema.tables],
                           {t.name: [c.name for c in t.columns] for t in schema.tables},
                           seconds=time.perf_counter() - started, pruned=False)
@@ -363,18 +415,7 @@ def link_schema(
     order = np.argsort(-item_scores, kind="stable")
     # columns nothing points to are noise, not context: the budget is a ceiling, not a target
     ranked = col_ids[order][item_scores[order] > 1e-6].tolist()
-
-    def fits(k: int) -> bool:
-        keep, _ = _keep_for(index, ranked[:k], max_hops)
-        return count(_render(schema.subset(keep))) <= budget_tokens
-
-    lo, hi = 0, len(ranked)  # the largest k that fits, by bisection (rendered size grows with k)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
+    lo = _longest_fitting_prefix(index, schema, ranked, budget_tokens, count, max_hops)
     keep, order = _keep_for(index, ranked[:lo], max_hops)
     pruned = schema.subset(keep)
     kept_tables = [index.tables[ti] for ti in order]
