@@ -109,3 +109,147 @@ def test_bogus_gguf_is_model_load_failed(tmp_path: Path) -> None:
         EmbeddedLLM(bogus, n_ctx=256)
     with pytest.raises(ModelMissing, match="not found"):
         EmbeddedLLM(tmp_path / "absent.gguf")
+
+
+# --- batched multi-sequence sampling -------------------------------------------------------------------
+OPEN_ENDED = [{"role": "user", "content": "Name one animal and describe it in a single sentence."}]
+WIDE_SCHEMA = SCHEMA + "".join(
+    f"CREATE TABLE extra_{i} (id INTEGER PRIMARY KEY, label TEXT, amount REAL, created_at TEXT);\n" for i in range(8)
+)
+
+
+def test_n_samples_differ_and_each_is_complete(embedded_llm) -> None:
+    samples = embedded_llm.complete(OPEN_ENDED, n=4, temperature=0.8, max_tokens=24, seed=11)
+    assert len(samples) == 4
+    assert len({s.text for s in samples}) >= 3, [s.text for s in samples]
+    for s in samples:
+        assert s.text and 0 < s.completion_tokens <= 24
+        assert s.prompt_tokens == samples[0].prompt_tokens
+        assert s.mean_logprob is not None and s.mean_logprob < 0
+        assert s.finish_reason in ("stop", "length") and s.seconds > 0
+
+
+def test_samples_are_reproducible_for_a_seed(embedded_llm) -> None:
+    def draw(seed: int) -> list[tuple[str, float | None]]:
+        embedded_llm.reset_cache()
+        return [(s.text, s.mean_logprob) for s in
+                embedded_llm.complete(OPEN_ENDED, n=4, temperature=0.8, max_tokens=20, seed=seed)]
+
+    first = draw(5)
+    assert draw(5) == first
+    assert draw(6) != first
+    # Sample i depends on (seed, i) only: the n=1 call repeats sample 0 (here from the same cache state).
+    embedded_llm.reset_cache()
+    [single] = embedded_llm.complete(OPEN_ENDED, n=1, temperature=0.8, max_tokens=20, seed=5)
+    assert single.text == first[0][0]
+
+
+def test_greedy_matches_llama_cpp_generate(embedded_llm, model_file: Path) -> None:
+    """The single-sequence greedy path gives the reply llama-cpp-python's own generate loop gives (the code
+    path the backend used before batched sampling)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    messages = _messages("For each country, how many singers are older than 30? Order by the count.")
+    prompt = embedded_llm._prompt_tokens(messages)
+    reference = llama_cpp.Llama(model_path=str(model_file), n_ctx=1024, seed=0, verbose=False)
+    try:
+        tokens: list[int] = []
+        for token in reference.generate(prompt, temp=0.0, repeat_penalty=1.0):
+            if llama_cpp.llama_vocab_is_eog(reference._model.vocab, token) or len(tokens) == 48:
+                break
+            tokens.append(token)
+        expected = reference.detokenize(tokens).decode("utf-8", errors="ignore")
+    finally:
+        reference.close()
+    embedded_llm.reset_cache()
+    [c] = embedded_llm.complete(messages, max_tokens=48)
+    assert c.text == expected
+    assert "SELECT" in c.text.upper()
+
+
+def test_greedy_again_and_samples_after_greedy_reuse_the_decoded_reply(embedded_llm) -> None:
+    messages = _messages("What is the average age of singers from each country?", WIDE_SCHEMA)
+    embedded_llm.reset_cache()
+    [greedy] = embedded_llm.complete(messages, max_tokens=64)
+    assert embedded_llm.last_decoded_tokens == greedy.completion_tokens - 1  # the last (EOS) is not decoded
+    [again] = embedded_llm.complete(messages, max_tokens=64)
+    assert again.text == greedy.text and again.mean_logprob == greedy.mean_logprob
+    assert embedded_llm.last_prefill_tokens == 0 and embedded_llm.last_decoded_tokens == 0
+    # The pipeline's pattern: samples after the greedy call walk the greedy reply where they agree with it,
+    # and samples that agree with each other share their decoding.
+    samples = embedded_llm.complete(messages, n=4, temperature=0.7, max_tokens=64, seed=2)
+    assert embedded_llm.last_prefill_tokens == 0
+    assert embedded_llm.last_decoded_tokens < sum(s.completion_tokens for s in samples) - 4
+    greedy_at_four = embedded_llm.complete(messages, n=4, max_tokens=64)
+    assert [c.text for c in greedy_at_four] == [greedy.text] * 4
+
+
+def test_n_samples_decode_faster_than_sequential_single_calls(embedded_llm) -> None:
+    messages = _messages("For each country, list the number of singers and their average age.", WIDE_SCHEMA)
+    embedded_llm.complete(messages, max_tokens=1)  # prompt in the cache: both sides measure decoding only
+
+    def batched() -> tuple[float, int]:
+        embedded_llm.complete(messages, max_tokens=1)  # the kept continuation is now one token long
+        samples = embedded_llm.complete(messages, n=4, temperature=0.8, max_tokens=48, seed=3)
+        return embedded_llm.last_decode_seconds, sum(s.completion_tokens for s in samples)
+
+    def sequential() -> tuple[float, int]:
+        seconds, tokens = 0.0, 0
+        for i in range(4):
+            embedded_llm.complete(messages, max_tokens=1)  # no continuation of the previous call to reuse
+            [s] = embedded_llm.complete(messages, n=1, temperature=0.8, max_tokens=48, seed=100 + i)
+            seconds += embedded_llm.last_decode_seconds
+            tokens += s.completion_tokens
+        return seconds, tokens
+
+    # Interleaved, best of two: the machine's other work weighs on both sides alike.
+    runs = [(sequential(), batched()) for _ in range(2)]
+    single_seconds = min(r[0][0] for r in runs)
+    batch_seconds = min(r[1][0] for r in runs)
+    single_tokens, batch_tokens = runs[0][0][1], runs[0][1][1]
+    # Comparable work: as many tokens generated on both sides, give or take a third.
+    assert 0.66 < batch_tokens / single_tokens < 1.5, (batch_tokens, single_tokens)
+    assert batch_seconds < 0.75 * single_seconds, (batch_seconds, single_seconds)
+
+
+def test_cross_request_prefix_reuse_with_samples(embedded_llm) -> None:
+    first = _messages("How many singers are there?", WIDE_SCHEMA)
+    second = _messages("Which concerts took place in 2014?", WIDE_SCHEMA)
+    embedded_llm.reset_cache()
+    [one] = embedded_llm.complete(first, max_tokens=16)
+    assert embedded_llm.last_prefill_tokens == one.prompt_tokens > 200
+    warm = embedded_llm.complete(second, n=4, temperature=0.8, max_tokens=24, seed=9)
+    # Only the question (and the end of the prompt) after the shared system prompt + schema is evaluated.
+    assert 0 < embedded_llm.last_prefill_tokens < one.prompt_tokens // 4
+    # The kept prefix holds the same cells as a fresh prefill: the samples come out the same.
+    embedded_llm.reset_cache()
+    cold = embedded_llm.complete(second, n=4, temperature=0.8, max_tokens=24, seed=9)
+    assert embedded_llm.last_prefill_tokens == cold[0].prompt_tokens
+    assert [c.text for c in warm] == [c.text for c in cold]
+
+
+def test_more_samples_than_parallel_sequences_run_in_rounds(embedded_llm) -> None:
+    assert embedded_llm.max_parallel < 10
+    samples = embedded_llm.complete(OPEN_ENDED, n=10, temperature=0.9, max_tokens=12, seed=4)
+    assert len(samples) == 10 and all(s.text for s in samples)
+    assert len({s.text for s in samples}) >= 5
+
+
+def test_small_context_runs_samples_in_rounds_and_rejects_long_prompts(model_file: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from sqlwright.errors import LLMRequestFailed
+    from sqlwright.llm.llamacpp import EmbeddedLLM
+
+    llm = EmbeddedLLM(model_file, n_ctx=256, max_parallel=4, seed=0)
+    try:
+        messages = _messages("How many singers are there?")
+        prompt_tokens = llm.complete(messages, max_tokens=1)[0].prompt_tokens
+        # 256 cells hold the prompt and one 120-token sample at a time: four samples take four rounds.
+        max_tokens = 256 - prompt_tokens - 10
+        samples = llm.complete(messages, n=4, temperature=0.8, max_tokens=max_tokens, seed=1)
+        assert len(samples) == 4 and all("SELECT" in s.text.upper() for s in samples)
+        with pytest.raises(LLMRequestFailed, match="context holds 256"):
+            llm.complete(_messages("How many singers are there?", WIDE_SCHEMA), max_tokens=8)
+        # The failed request leaves the backend usable.
+        assert llm.complete(messages, max_tokens=8)[0].text
+    finally:
+        llm.close()

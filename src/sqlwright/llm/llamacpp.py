@@ -98,10 +98,38 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 @dataclass
-class _Sequence:
-    """One sample being decoded: its KV sequence id, random stream and output so far."""
+class _Dist:
+    """The next-token distribution after one history, reduced to what sampling needs."""
 
-    seq_id: int
+    ids: np.ndarray  # candidate tokens (top-k of those within _CANDIDATE_WINDOW of the best), best first
+    logits: np.ndarray  # their logits minus the best one (float64), so logits[0] == 0
+    log_z: float  # log sum(exp(logit - best)) over the whole vocabulary: log p(token) = logit - log_z
+    keep: int = 0  # candidates left by top-p and min-p (computed on first use)
+
+
+class _Node:
+    """A node of the request's continuation trie: one history (prompt + generated tokens).
+
+    `dist` is the distribution of the next token (None until the node's token is decoded); `seq` is a KV
+    sequence holding the cells of the history (valid while a running sample sits at or below the node).
+    """
+
+    __slots__ = ("parent", "token", "depth", "dist", "seq", "children")
+
+    def __init__(self, parent: _Node | None, token: int | None, depth: int, dist: _Dist | None, seq: int) -> None:
+        self.parent = parent
+        self.token = token
+        self.depth = depth
+        self.dist = dist
+        self.seq = seq
+        self.children: dict[int, _Node] = {}
+
+
+@dataclass
+class _Sample:
+    """One sample being drawn: where it is in the trie, its random stream and output so far."""
+
+    node: _Node
     rng: np.random.Generator | None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -127,6 +155,7 @@ class EmbeddedLLM:
         seed: int = 0,
         verbose: bool = False,
         max_parallel: int = DEFAULT_MAX_PARALLEL,
+        parallel_decode: bool = True,
     ) -> None:
         """Load `model_path`. `n_ctx` is the KV cache shared by the prompt and all parallel samples (it must
         hold prompt + n × max_tokens for n samples to run in one batch; fewer fit → several rounds);
@@ -142,7 +171,9 @@ class EmbeddedLLM:
         if not self.model_path.is_file():
             raise ModelMissing(f"model file not found: {self.model_path}")
         threads = n_threads or os.cpu_count() or 1
-        self.max_parallel = max(1, min(max_parallel, int(llama_cpp.llama_max_parallel_sequences())))
+        self._n_seq = max(2, min(max_parallel + 1, int(llama_cpp.llama_max_parallel_sequences())))
+        self.max_parallel = self._n_seq - 1
+        self.parallel_decode = parallel_decode
         started = time.perf_counter()
         try:
             with _quiet(not verbose):
@@ -162,7 +193,9 @@ class EmbeddedLLM:
                 params.n_ctx = n_ctx
                 params.n_batch = _PROMPT_BATCH
                 params.n_ubatch = _PROMPT_BATCH
-                params.n_seq_max = self.max_parallel
+                # One sequence per parallel sample, plus one: the kept continuation can hold sequence 0
+                # while every sample has branched off it.
+                params.n_seq_max = self._n_seq
                 # One pool of cells for all sequences: the prompt's cells are shared, not copied per sample,
                 # and each sample may use whatever room the others leave.
                 params.kv_unified = True
@@ -181,7 +214,7 @@ class EmbeddedLLM:
                 f"cannot create a context of {n_ctx} tokens for {self.model_path}: not enough memory"
             )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(max(_PROMPT_BATCH, self.max_parallel), 0, 1)
+        self._batch = llama_cpp.llama_batch_init(max(_PROMPT_BATCH, self._n_seq), 0, 1)
         self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
         self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
         self._n_vocab = self._llama.n_vocab()
@@ -189,13 +222,18 @@ class EmbeddedLLM:
         self._formatter = self._chat_formatter()
         # One context holds one KV cache: requests from several threads take turns.
         self._lock = threading.Lock()
-        # Tokens held by KV sequence 0 (the last prompt) and the logits after its last token.
+        # Tokens held by KV sequence 0 (the last prompt and one continuation), and the next-token
+        # distribution after each of its prefixes that has one, by prefix length.
         self._cached: list[int] = []
-        self._cached_logits: np.ndarray | None = None
+        self._cached_dists: dict[int, _Dist] = {}
+        self._tips: dict[int, _Node] = {}  # per live KV sequence, the trie node whose history it holds
+        self._prompt_len = 0
         self._scratch = np.empty(self._n_vocab, dtype=np.float32)
         self.last_prefill_tokens = 0  # prompt tokens evaluated during the last complete() call
         self.last_prefill_seconds = 0.0  # its prompt evaluation time
         self.last_decode_seconds = 0.0  # its generation time after the prompt
+        self.last_decoded_tokens = 0  # generated tokens evaluated (shared continuations count once)
+        self.last_decode_calls = 0  # llama_decode calls for them
         log.info("loaded %s (n_ctx=%d, parallel=%d, threads=%d) in %.1fs", self.model_path.name, self.n_ctx,
                  self.max_parallel, threads, time.perf_counter() - started)
 
@@ -261,129 +299,234 @@ class EmbeddedLLM:
         distinct = 1 if greedy else n
         wanted = min(max_tokens, room)
         # As many samples per round as the cache holds at full length (at least one).
-        per_round = min(distinct, self.max_parallel, max(1, room // max(wanted, 1)))
+        per_round = min(distinct, self.max_parallel, max(1, room // wanted))
         with self._lock:
             started = time.perf_counter()
             self.last_decode_seconds = 0.0
+            self.last_decoded_tokens = 0
+            self.last_decode_calls = 0
             try:
-                first_logits = self._prefill(prompt)
+                root = self._prefill(prompt)
                 self.last_prefill_seconds = time.perf_counter() - started
                 out: list[Completion] = []
                 for first in range(0, distinct, per_round):
                     samples = range(first, min(first + per_round, distinct))
                     limit = min(max_tokens, room // len(samples))
-                    out.extend(self._decode(prompt, first_logits, samples, temperature, limit, stop or [],
-                                            base_seed, started))
-                    self._release_samples(len(prompt))  # the next round reuses the sequences' cells
+                    if self._chain_length(root) + len(samples) * limit > room:
+                        self._cut_chain(root)  # the samples need the cells of the kept continuation
+                    out.extend(self._decode(root, samples, temperature, limit, stop or [], base_seed, started))
+                    self._end_round(root)
             except BaseException:
                 self._forget()  # the cache state is unknown after a failed or interrupted decode
                 raise
             self.last_decode_seconds = time.perf_counter() - started - self.last_prefill_seconds
         return out * n if greedy else out
 
-    def _prefill(self, prompt: list[int]) -> np.ndarray:
-        """Put `prompt` into KV sequence 0, reusing the cached common prefix; the logits after its last token.
+    def _prefill(self, prompt: list[int]) -> _Node:
+        """Put `prompt` into KV sequence 0, reusing the cached common prefix; the trie root for the request.
 
-        Keeps the cache invariant: afterwards sequence 0 holds exactly `prompt` and `_cached` says so.
+        When the cache holds exactly `prompt` (plus a kept continuation), nothing is evaluated: the root and
+        the continuation's distributions come from the cache.
         """
         llama_cpp = _import_llama_cpp()
-        if prompt == self._cached and self._cached_logits is not None:
-            self.last_prefill_tokens = 0
-            return self._cached_logits
-        # At least the last prompt token is evaluated, to get the logits the first sample token comes from.
-        keep = min(_common_prefix(self._cached, prompt), len(prompt) - 1)
-        self._cached_logits = None
-        llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1)
-        self._cached = prompt[:keep]
-        for start in range(keep, len(prompt), _PROMPT_BATCH):
-            chunk = prompt[start : start + _PROMPT_BATCH]
-            last = start + len(chunk) == len(prompt)
-            self._fill([(token, start + i, 0, last and i == len(chunk) - 1) for i, token in enumerate(chunk)])
-            self._run_batch()
-            self._cached = prompt[: start + len(chunk)]
-        self.last_prefill_tokens = len(prompt) - keep
-        # A copy: the next decode overwrites llama.cpp's logits buffer, and every round starts from these.
-        self._cached_logits = self._logits_row(-1).copy()
-        return self._cached_logits
-
-    def _decode(self, prompt: list[int], first_logits: np.ndarray, samples: range, temperature: float,
-                max_tokens: int, stop: list[str], base_seed: int, started: float) -> list[Completion]:
-        """Decode `samples` (indices of the request's samples) together, one llama_decode per step."""
-        llama_cpp = _import_llama_cpp()
         n_prompt = len(prompt)
-        greedy = temperature <= 0
-        seqs = []
-        for j, i in enumerate(samples):
-            if j > 0:  # sequence 0 already holds the prompt
-                llama_cpp.llama_memory_seq_cp(self._memory, 0, j, 0, n_prompt)
-            rng = None if greedy else np.random.default_rng([base_seed & 0xFFFFFFFFFFFFFFFF, i])
-            seqs.append(_Sequence(seq_id=j, rng=rng))
-        longest_stop = max((len(s) for s in stop), default=0)
-        rows: list[np.ndarray] = [first_logits] * len(seqs)
-        active = seqs
-        while active:
-            for seq, row in zip(active, rows, strict=True):
-                token, logprob = self._pick(row, temperature, seq.rng)
-                seq.logprobs.append(logprob)
-                # An end-of-generation token ends the sample without entering its text.
-                eog = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
-                if eog or self._append(seq, token, stop, longest_stop):
-                    seq.finish_reason = "stop"
-                elif len(seq.tokens) >= max_tokens:
-                    seq.finish_reason = "length"
-                if seq.finish_reason is not None:
-                    seq.seconds = time.perf_counter() - started
-            active = [seq for seq in active if seq.finish_reason is None]
-            if not active:
+        common = _common_prefix(self._cached, prompt)
+        root_dist = self._cached_dists.get(n_prompt) if common == n_prompt else None
+        if root_dist is None:
+            # At least the last prompt token is evaluated, for the logits the first sample token comes from.
+            keep = min(common, n_prompt - 1)
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1)
+            self._cached = prompt[:keep]
+            self._cached_dists = {}
+            for start in range(keep, n_prompt, _PROMPT_BATCH):
+                chunk = prompt[start : start + _PROMPT_BATCH]
+                last = start + len(chunk) == n_prompt
+                self._fill([(token, start + i, 0, last and i == len(chunk) - 1) for i, token in enumerate(chunk)])
+                self._run_batch()
+                self._cached = prompt[: start + len(chunk)]
+            self.last_prefill_tokens = n_prompt - keep
+            root_dist = _reduce(self._logits_row(-1), self._scratch)
+            self._cached_dists = {n_prompt: root_dist}
+        else:
+            self.last_prefill_tokens = 0
+        root = _Node(None, None, 0, root_dist, 0)
+        # The continuation kept in sequence 0 after the prompt (the last request's sample 0, e.g. the greedy
+        # reply before its samples), as far as its distributions are known.
+        node = root
+        for m in range(n_prompt, len(self._cached)):
+            dist = self._cached_dists.get(m + 1)
+            if dist is None:
                 break
-            self._fill([(seq.tokens[-1], n_prompt + len(seq.tokens) - 1, seq.seq_id, True) for seq in active])
-            self._run_batch()
-            rows = [self._logits_row(j) for j in range(len(active))]
+            child = _Node(node, self._cached[m], node.depth + 1, dist, 0)
+            node.children[child.token] = child
+            node = child
+        if n_prompt + node.depth < len(self._cached):
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, n_prompt + node.depth, -1)
+            del self._cached[n_prompt + node.depth :]
+        self._prompt_len = n_prompt
+        self._tips = {0: node}
+        return root
+
+    def _decode(self, root: _Node, samples: range, temperature: float, max_tokens: int, stop: list[str],
+                base_seed: int, started: float) -> list[Completion]:
+        """Draw `samples` (indices of the request's samples) from the trie below `root`.
+
+        Samples whose histories are equal share a node, so a continuation is decoded once however many
+        samples take it; each step decodes the new nodes of all samples together.
+        """
+        llama_cpp = _import_llama_cpp()
+        greedy = temperature <= 0
+        runs = [
+            _Sample(root, None if greedy else np.random.default_rng([base_seed & 0xFFFFFFFFFFFFFFFF, i]))
+            for i in samples
+        ]
+        longest_stop = max((len(s) for s in stop), default=0)
+        active = runs
+        while active:
+            pending: list[_Node] = []
+            for run in active:
+                # Walk down the decoded nodes until the sample ends or needs a new node decoded.
+                while True:
+                    node = run.node
+                    assert node.dist is not None
+                    token, logprob = _draw(node.dist, temperature, run.rng)
+                    run.logprobs.append(logprob)
+                    # An end-of-generation token ends the sample without entering its text.
+                    eog = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+                    if eog or self._append(run, token, stop, longest_stop):
+                        run.finish_reason = "stop"
+                    elif len(run.tokens) >= max_tokens:
+                        run.finish_reason = "length"
+                    if run.finish_reason is not None:
+                        run.seconds = time.perf_counter() - started
+                        break
+                    child = node.children.get(token)
+                    if child is None:
+                        child = _Node(node, token, node.depth + 1, None, -1)
+                        node.children[token] = child
+                        pending.append(child)
+                    run.node = child
+                    if child.dist is None:
+                        break
+            active = [run for run in active if run.finish_reason is None]
+            if pending:
+                self._decode_nodes(pending)
+            self._free_sequences({run.node.seq for run in active})
         return [
             Completion(
-                text=seq.text,
-                prompt_tokens=n_prompt,
-                completion_tokens=len(seq.logprobs),
-                mean_logprob=float(np.mean(seq.logprobs)) if seq.logprobs else None,
-                finish_reason=seq.finish_reason,
-                seconds=seq.seconds,
+                text=run.text,
+                prompt_tokens=self._prompt_len,
+                completion_tokens=len(run.logprobs),
+                mean_logprob=float(np.mean(run.logprobs)) if run.logprobs else None,
+                finish_reason=run.finish_reason,
+                seconds=run.seconds,
             )
-            for seq in seqs
+            for run in runs
         ]
 
-    def _append(self, seq: _Sequence, token: int, stop: list[str], longest_stop: int) -> bool:
+    def _decode_nodes(self, nodes: list[_Node]) -> None:
+        """Evaluate each new node's token after its parent's history and set its distribution.
+
+        A node continues its parent's sequence when the parent is that sequence's tip; otherwise (a second
+        child of the same parent, or a branch off the kept continuation) it gets a free sequence that first
+        shares the parent's cells.
+        """
+        llama_cpp = _import_llama_cpp()
+        n_prompt = self._prompt_len
+        claimed: set[int] = set()
+        entries = []
+        for node in nodes:
+            parent = node.parent
+            assert parent is not None and node.token is not None
+            seq = parent.seq
+            if self._tips.get(seq) is not parent or seq in claimed:
+                source, seq = seq, self._free_seq()
+                llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, n_prompt + parent.depth)
+            claimed.add(seq)
+            self._tips[seq] = node
+            node.seq = seq
+            entries.append((node.token, n_prompt + parent.depth, seq, True))
+        if self.parallel_decode:
+            self._fill(entries)
+            self._run_batch()
+            rows = [self._logits_row(i) for i in range(len(entries))]
+            for node, row in zip(nodes, rows, strict=True):
+                node.dist = _reduce(row, self._scratch)
+            self.last_decode_calls += 1
+        else:
+            for node, entry in zip(nodes, entries, strict=True):
+                self._fill([entry])
+                self._run_batch()
+                node.dist = _reduce(self._logits_row(0), self._scratch)
+            self.last_decode_calls += len(entries)
+        self.last_decoded_tokens += len(entries)
+
+    def _free_seq(self) -> int:
+        for seq in range(1, self._n_seq):
+            if seq not in self._tips:
+                return seq
+        raise LLMRequestFailed("no free KV sequence for a new sample branch")  # more branches than samples
+
+    def _free_sequences(self, needed: set[int]) -> None:
+        """Drop the sequences no running sample sits in (sequence 0, the kept prefix, stays)."""
+        llama_cpp = _import_llama_cpp()
+        for seq in [s for s in self._tips if s != 0 and s not in needed]:
+            llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            del self._tips[seq]
+
+    def _end_round(self, root: _Node) -> None:
+        """Keep sequence 0 (prompt + one continuation) in the cache and the trie; drop the rest."""
+        llama_cpp = _import_llama_cpp()
+        llama_cpp.llama_memory_seq_keep(self._memory, 0)
+        tip = self._tips[0]
+        self._tips = {0: tip}
+        path = []
+        node: _Node | None = tip
+        while node is not None and node is not root:
+            path.append(node)
+            node = node.parent
+        path.reverse()
+        # Later rounds may only walk the nodes whose cells still exist: those of sequence 0.
+        node = root
+        for child in path:
+            node.children = {child.token: child}
+            node = child
+        node.children = {}
+        n_prompt = self._prompt_len
+        self._cached = self._cached[:n_prompt] + [child.token for child in path]
+        self._cached_dists = {n_prompt + child.depth: child.dist for child in path}
+        self._cached_dists[n_prompt] = root.dist
+
+    def _chain_length(self, root: _Node) -> int:
+        return self._tips[0].depth
+
+    def _cut_chain(self, root: _Node) -> None:
+        """Drop the kept continuation (cells and nodes) to make room for the samples."""
+        _import_llama_cpp().llama_memory_seq_rm(self._memory, 0, self._prompt_len, -1)
+        root.children = {}
+        self._tips = {0: root}
+        del self._cached[self._prompt_len :]
+        self._cached_dists = {self._prompt_len: root.dist}
+
+    def _append(self, run: _Sample, token: int, stop: list[str], longest_stop: int) -> bool:
         """Add `token` to the sample's text; True when a stop string now ends it (the text is cut there)."""
-        seq.tokens.append(token)
-        seq.text_bytes += self._llama.detokenize([token])
-        raw = bytes(seq.text_bytes)
-        if seq.tokens[0] == self._bos and raw.startswith(b" "):
+        run.tokens.append(token)
+        run.text_bytes += self._llama.detokenize([token])
+        raw = bytes(run.text_bytes)
+        if run.tokens[0] == self._bos and raw.startswith(b" "):
             raw = raw[1:]  # as Llama.detokenize does for a leading BOS
         # Decoding all bytes each step keeps multi-byte characters split across tokens intact.
-        seq.text = raw.decode("utf-8", errors="ignore")
+        run.text = raw.decode("utf-8", errors="ignore")
         if not stop:
             return False
         # Only the new text (plus a stop's length back) can hold a stop string not seen before.
-        start = max(0, seq.checked - longest_stop)
-        hit = _first_stop(seq.text[start:], stop)
+        start = max(0, run.checked - longest_stop)
+        hit = _first_stop(run.text[start:], stop)
         if hit is not None:
-            seq.text = seq.text[: start + hit]
+            run.text = run.text[: start + hit]
             return True
-        seq.checked = len(seq.text)
+        run.checked = len(run.text)
         return False
-
-    def _pick(self, row: np.ndarray, temperature: float, rng: np.random.Generator | None) -> tuple[int, float]:
-        """The next token from one logits row, and its log-probability at temperature 1."""
-        if rng is None or temperature <= 0:
-            token = int(row.argmax())
-            top = float(row[token])
-        else:
-            top = float(row.max())
-            token = _sample(row, top, temperature, rng)
-        # log-softmax of the chosen token, in place in a scratch buffer (no allocation per step).
-        scratch = self._scratch
-        np.subtract(row, top, out=scratch)
-        np.exp(scratch, out=scratch)
-        return token, float(row[token]) - top - math.log(float(scratch.sum(dtype=np.float64)))
 
     # --- low-level batch helpers --------------------------------------------------------------------
     def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
@@ -416,18 +559,11 @@ class EmbeddedLLM:
             raise LLMRequestFailed(f"llama.cpp returned no logits for batch row {i}")
         return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self._n_vocab,))
 
-    def _release_samples(self, n_prompt: int) -> None:
-        """Drop every sample's cells, keeping the prompt in sequence 0 for the next request."""
-        if self._ctx is None or not self._cached:
-            return
-        llama_cpp = _import_llama_cpp()
-        llama_cpp.llama_memory_seq_keep(self._memory, 0)
-        llama_cpp.llama_memory_seq_rm(self._memory, 0, n_prompt, -1)
-
     def _forget(self) -> None:
         """Empty the KV cache and the record of what it holds."""
         self._cached = []
-        self._cached_logits = None
+        self._cached_dists = {}
+        self._tips = {}
         if self._ctx is not None:
             _import_llama_cpp().llama_memory_clear(self._memory, True)
 
@@ -458,23 +594,38 @@ class EmbeddedLLM:
             self._llama = None
 
 
-def _sample(row: np.ndarray, top: float, temperature: float, rng: np.random.Generator) -> int:
-    """Draw a token from `row` (logits; `top` is their maximum) as llama.cpp's default chain does:
-    top-k, then top-p and min-p on the model's distribution, then the temperature."""
+def _reduce(row: np.ndarray, scratch: np.ndarray) -> _Dist:
+    """Reduce one logits row (a view into llama.cpp's buffer) to the candidates and normaliser sampling uses."""
+    top = float(row.max())
+    # log-sum-exp over the vocabulary, in place in a scratch buffer (no allocation per step).
+    np.subtract(row, top, out=scratch)
+    np.exp(scratch, out=scratch)
+    log_z = math.log(float(scratch.sum(dtype=np.float64)))
     candidates = np.flatnonzero(row >= top - _CANDIDATE_WINDOW)
     if candidates.size > _TOP_K:
         candidates = candidates[np.argpartition(row[candidates], -_TOP_K)[-_TOP_K:]]
-    logits = row[candidates].astype(np.float64)
-    order = np.argsort(-logits, kind="stable")
-    candidates, logits = candidates[order], logits[order] - top
-    probs = np.exp(logits)
-    cumulative = np.cumsum(probs / probs.sum())
-    # top-p keeps the shortest head whose mass reaches _TOP_P; min-p the tokens with p >= _MIN_P × p(best).
-    keep = min(int(np.searchsorted(cumulative, _TOP_P)) + 1, int(np.count_nonzero(logits >= _MIN_P_WINDOW)))
-    keep = max(1, min(keep, candidates.size))
-    weights = np.cumsum(np.exp(logits[:keep] / temperature))
-    pick = int(np.searchsorted(weights, rng.random() * weights[-1], side="right"))
-    return int(candidates[min(pick, keep - 1)])
+    logits = row[candidates].astype(np.float64) - top
+    order = np.lexsort((candidates, -logits))  # best first; ties to the lower id, as argmax does
+    return _Dist(candidates[order].astype(np.int64), logits[order], log_z)
+
+
+def _draw(dist: _Dist, temperature: float, rng: np.random.Generator | None) -> tuple[int, float]:
+    """A token from `dist` and its log-probability at temperature 1: the best one when greedy, else as
+    llama.cpp's default chain does: top-k, then top-p and min-p on the model's distribution, then the
+    temperature."""
+    index = 0
+    if rng is not None and temperature > 0:
+        if not dist.keep:
+            probs = np.exp(dist.logits)
+            cumulative = np.cumsum(probs / probs.sum())
+            # top-p keeps the shortest head whose mass reaches _TOP_P; min-p those with p >= _MIN_P × p(best).
+            keep = min(int(np.searchsorted(cumulative, _TOP_P)) + 1,
+                       int(np.count_nonzero(dist.logits >= _MIN_P_WINDOW)))
+            dist.keep = max(1, min(keep, dist.ids.size))
+        if dist.keep > 1:
+            weights = np.cumsum(np.exp(dist.logits[: dist.keep] / temperature))
+            index = min(int(np.searchsorted(weights, rng.random() * weights[-1], side="right")), dist.keep - 1)
+    return int(dist.ids[index]), float(dist.logits[index]) - dist.log_z
 
 
 def _first_stop(text: str, stop: list[str]) -> int | None:
