@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LinkResult:
-    """The pruned schema and why: chosen tables (best first), kept columns per table, scores."""
+    """The pruned schema and why. `tables` in the order chosen (best first, each join-path table just
+    before the table that needed it); `columns` the kept columns per table (keys included); `scores`
+    the relevance of each kept "table" and "table.column"; `pruned` False when the whole schema fit."""
 
     schema: Schema
     tables: list[str]
@@ -179,8 +181,6 @@ class _SchemaIndex:
                 if ref is not None and ref != ti:
                     self.neighbours[ti].add(ref)
                     self.neighbours[ref].add(ti)
-        self._render_cache: dict[int, int] = {}
-        self._lock = threading.Lock()
 
     def _find_table(self, name: str) -> int | None:
         if name in self.table_pos:
