@@ -1,25 +1,33 @@
 """The embedded backend: a GGUF model run in-process by llama-cpp-python.
 
-Batched sampling. The n samples of one request are decoded together: the prompt is evaluated once into
-KV-cache sequence 0, its cells are shared with sequences 1..n-1 (``llama_memory_seq_cp``; in a unified KV
-cache that only tags the same cells with more sequence ids, no copy), and then every step puts the next token
-of each still-running sample into one batch and calls ``llama_decode`` once. On a CPU, decoding is bound by
-reading the weights from memory, and one pass over the weights serves the whole batch, so n samples cost
-little more than one. ``Llama``'s own context cannot hold several sequences (its constructor has no
-``n_seq_max``/``kv_unified`` and drops unknown keyword arguments), so the ``Llama`` object only supplies the
-weights, tokenizer and metadata (with a tiny unused context) and generation runs in a context of our own,
-made with the low-level API from the loaded model.
+n samples for about the price of the tokens they do not share. ``complete(n=...)`` evaluates the prompt once
+into KV-cache sequence 0 and draws the n samples through a trie of continuations: samples whose histories
+are equal sit on the same node, so a continuation is decoded once however many samples take it, and a sample
+that branches off gets its own KV sequence that shares the parent's cells (``llama_memory_seq_cp``; in the
+unified KV cache this tags the same cells with one more sequence id, no copy). At text-to-SQL temperatures
+most steps leave one candidate after min-p, so samples run together for long stretches. Each step evaluates
+the new nodes of all samples: one ``llama_decode`` for the whole step when there are at least ``min_batch``
+of them, else one call per node. (Where decoding is bound by memory bandwidth a batch of n tokens costs about
+one; with this llama.cpp build on the 2-core AVX2 machine it costs 2.5-3x one for n = 2-4, so small steps go
+one by one: see DEFAULT_MIN_BATCH and bench/results/sampling_speed.json.)
 
-Prefix sharing across requests. Sequence 0 keeps the last request's prompt after the call. The next request
-keeps the longest common prefix of the two prompts and evaluates only the rest, e.g. everything after the
-system prompt and schema of consecutive questions on one database. The logits after the last prompt token are
-kept too, so the same prompt again (the pipeline's greedy call, then its samples) evaluates nothing.
+``Llama``'s own context cannot hold several sequences (its constructor has no ``n_seq_max``/``kv_unified``
+and drops unknown keyword arguments), so the ``Llama`` object only supplies the weights, tokenizer and
+metadata (with a tiny unused context) and generation runs in a context of our own, made with the low-level
+API from the loaded model and llama-cpp-python's own context settings.
 
-Sampling runs in numpy on views of llama.cpp's logits rows (no copy of the vocabulary per step): greedy is
-an argmax; otherwise llama.cpp's default chain — top-k 40, top-p 0.95, min-p 0.05 (on the model's own
-distribution), then the temperature — and a draw from a numpy Generator seeded from (seed, i) for sample i,
-so a call is reproducible. Each token's log-probability is taken under the model's distribution at
-temperature 1 (as OpenAI's ``logprobs`` reports it); ``mean_logprob`` averages them.
+Prefix sharing across requests. Sequence 0 keeps the last request's prompt and one continuation (sample 0's)
+with the next-token distributions along it. The next request keeps the longest common prefix of the two
+prompts and evaluates only the rest, e.g. everything after the system prompt and schema of consecutive
+questions on one database. The same prompt again evaluates nothing: the pipeline's samples, asked right after
+its greedy call, walk the greedy reply for free as long as they agree with it.
+
+Sampling runs in numpy on views of llama.cpp's logits rows (no copy of the vocabulary): each decoded node
+keeps its top candidates and the log-normaliser; greedy takes the best candidate; otherwise llama.cpp's
+default chain — top-k 40, top-p 0.95, min-p 0.05 (on the model's own distribution), then the temperature —
+and a draw from a numpy Generator seeded from (seed, i) for sample i, so a call is reproducible. Each token's
+log-probability is taken under the model's distribution at temperature 1 (as OpenAI's ``logprobs`` reports
+it); ``mean_logprob`` averages them.
 """
 
 from __future__ import annotations
@@ -60,6 +68,10 @@ _MIN_P_WINDOW = math.log(_MIN_P)
 
 _PROMPT_BATCH = 512  # prompt tokens per llama_decode call (and the context's n_batch/n_ubatch)
 DEFAULT_MAX_PARALLEL = 8  # sequences decoded together; more samples run in rounds sharing the prefill
+# Fewest new tokens a step evaluates as one batch. Measured on the 2-core AVX2 box (ms per llama_decode, 2
+# threads): 0.5B 19.5 for 1 token, 49 / 69 / 61 / 76 for 2 / 3 / 4 / 8; 1.5B 30, then 58 / 78 / 94 / 190.
+# Below four, one call per token is as fast or faster; from four on, the batch wins.
+DEFAULT_MIN_BATCH = 4
 
 
 def _import_llama_cpp() -> Any:
@@ -155,11 +167,12 @@ class EmbeddedLLM:
         seed: int = 0,
         verbose: bool = False,
         max_parallel: int = DEFAULT_MAX_PARALLEL,
-        parallel_decode: bool = True,
+        min_batch: int = DEFAULT_MIN_BATCH,
     ) -> None:
-        """Load `model_path`. `n_ctx` is the KV cache shared by the prompt and all parallel samples (it must
-        hold prompt + n × max_tokens for n samples to run in one batch; fewer fit → several rounds);
-        `max_parallel` caps the samples decoded together."""
+        """Load `model_path`. `n_ctx` is the KV cache shared by the prompt and all parallel samples: it must
+        hold prompt + n × max_tokens for n samples to run together (when fewer fit, they run in rounds that
+        share the prefill); `max_parallel` caps the samples run together; a step with at least `min_batch` new
+        tokens evaluates them in one batch, fewer get one call each (see the module docstring)."""
         llama_cpp = _import_llama_cpp()
         self.model_path = Path(model_path)
         self.name = self.model_path.stem
@@ -173,7 +186,7 @@ class EmbeddedLLM:
         threads = n_threads or os.cpu_count() or 1
         self._n_seq = max(2, min(max_parallel + 1, int(llama_cpp.llama_max_parallel_sequences())))
         self.max_parallel = self._n_seq - 1
-        self.parallel_decode = parallel_decode
+        self.min_batch = max(2, min_batch)
         started = time.perf_counter()
         try:
             with _quiet(not verbose):
@@ -189,7 +202,9 @@ class EmbeddedLLM:
                     seed=seed,
                     verbose=verbose,
                 )
-                params = llama_cpp.llama_context_default_params()
+                # The settings llama-cpp-python gives its own context (flash attention off, rope/yarn from the
+                # model, ...), so the numbers match a plain Llama; only the size and sequences differ.
+                params = llama_cpp.llama_context_params.from_buffer_copy(self._llama.context_params)
                 params.n_ctx = n_ctx
                 params.n_batch = _PROMPT_BATCH
                 params.n_ubatch = _PROMPT_BATCH
@@ -199,8 +214,6 @@ class EmbeddedLLM:
                 # One pool of cells for all sequences: the prompt's cells are shared, not copied per sample,
                 # and each sample may use whatever room the others leave.
                 params.kv_unified = True
-                params.n_threads = threads
-                params.n_threads_batch = threads
                 params.no_perf = True
                 self._ctx = llama_cpp.llama_init_from_model(self._llama.model, params)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -312,8 +325,8 @@ class EmbeddedLLM:
                 for first in range(0, distinct, per_round):
                     samples = range(first, min(first + per_round, distinct))
                     limit = min(max_tokens, room // len(samples))
-                    if self._chain_length(root) + len(samples) * limit > room:
-                        self._cut_chain(root)  # the samples need the cells of the kept continuation
+                    if self._tips[0].depth + len(samples) * limit > room:
+                        self._cut_chain(root)  # the samples may need the cells of the kept continuation
                     out.extend(self._decode(root, samples, temperature, limit, stop or [], base_seed, started))
                     self._end_round(root)
             except BaseException:
@@ -446,7 +459,7 @@ class EmbeddedLLM:
             self._tips[seq] = node
             node.seq = seq
             entries.append((node.token, n_prompt + parent.depth, seq, True))
-        if self.parallel_decode:
+        if len(entries) >= self.min_batch:
             self._fill(entries)
             self._run_batch()
             rows = [self._logits_row(i) for i in range(len(entries))]
@@ -496,9 +509,6 @@ class EmbeddedLLM:
         self._cached = self._cached[:n_prompt] + [child.token for child in path]
         self._cached_dists = {n_prompt + child.depth: child.dist for child in path}
         self._cached_dists[n_prompt] = root.dist
-
-    def _chain_length(self, root: _Node) -> int:
-        return self._tips[0].depth
 
     def _cut_chain(self, root: _Node) -> None:
         """Drop the kept continuation (cells and nodes) to make room for the samples."""
