@@ -12,7 +12,7 @@ Decode seconds are the wall seconds minus the prefill. Each figure is the best o
 shares the two cores). Target: samples decode <= 1.6 x greedy decode; pipeline <= 2 x greedy.
 
     .venv/bin/python bench/sampling_speed.py [--models 0.5b,1.5b] [--repeats 3] [--label after]
-        [--impl path/to/llamacpp.py] [--option parallel_decode=false]
+        [--impl path/to/llamacpp.py] [--option min_batch=2]
 
 ``--impl`` loads ``EmbeddedLLM`` from another copy of the module (e.g. the code before a change:
 ``git show <rev>:src/sqlwright/llm/llamacpp.py > /tmp/old.py``) to compare; ``--label`` names the figures in

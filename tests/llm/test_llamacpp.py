@@ -253,3 +253,20 @@ def test_small_context_runs_samples_in_rounds_and_rejects_long_prompts(model_fil
         assert llm.complete(messages, max_tokens=8)[0].text
     finally:
         llm.close()
+
+
+def test_batched_steps_decode_several_sequences_per_call(embedded_llm) -> None:
+    """With min_batch 2 every step with two or more new tokens is one llama_decode over several sequences."""
+    saved = embedded_llm.min_batch
+    embedded_llm.min_batch = 2
+    try:
+        embedded_llm.reset_cache()
+        first = embedded_llm.complete(OPEN_ENDED, n=4, temperature=0.9, max_tokens=16, seed=21)
+        assert embedded_llm.last_decode_calls < embedded_llm.last_decoded_tokens
+        embedded_llm.reset_cache()
+        second = embedded_llm.complete(OPEN_ENDED, n=4, temperature=0.9, max_tokens=16, seed=21)
+    finally:
+        embedded_llm.min_batch = saved
+    assert [c.text for c in first] == [c.text for c in second]
+    assert len({c.text for c in first}) >= 3
+    assert all(c.mean_logprob is not None and c.mean_logprob < 0 for c in first)
