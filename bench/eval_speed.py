@@ -31,7 +31,7 @@ def data_dir() -> Path:
     return Path(os.environ.get("SQLWRIGHT_DATA") or ROOT.parent / "shared" / "data") / "spider"
 
 
-def naive(dataset, examples, timeout: float) -> tuple[float, float]:
+def naive(dataset, examples, predictions, timeout: float) -> tuple[float, float]:
     """One question at a time in this process: open, execute gold, execute prediction, compare."""
     rule = get_rule("spider")
     start = time.perf_counter()
@@ -40,7 +40,10 @@ def naive(dataset, examples, timeout: float) -> tuple[float, float]:
         db = open_database(dataset.database_url(e.db))
         try:
             gold = db.execute(rule.prepare(e.gold), timeout=timeout, max_rows=DEFAULT_MAX_ROWS, guard=False)
-            pred = db.execute(rule.prepare(e.gold), timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
+            pred_sql = predictions[e.id].sql
+            if pred_sql is None:
+                continue
+            pred = db.execute(rule.prepare(pred_sql), timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
             correct += compare(rule, gold, pred, gold_sql=e.gold)
         except SqlwrightError:
             pass
@@ -54,6 +57,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--predictions", type=Path, help="a model's predictions (Spider lines, JSONL); "
+                        "default: the gold SQL itself")
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     spider = data_dir()
     if not (spider / "dev.json").exists():
@@ -63,19 +69,31 @@ def main() -> int:
 
     with load_dataset("spider", spider) as dataset:
         examples = dataset.examples[: args.limit] if args.limit else dataset.examples
-        # dev_gold.sql's SQL is the examples' gold: predict the gold itself.
-        predictions = {e.id: Prediction(e.id, e.gold) for e in examples}
+        if args.predictions:
+            from sqlwright.eval.datasets import read_predictions
+
+            predictions = read_predictions(args.predictions, examples)
+        else:  # predict the gold itself
+            predictions = {e.id: Prediction(e.id, e.gold) for e in examples}
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             summary = run_eval(dataset, predictions, run_file=Path(tmp) / "run.sqlite", examples=examples,
                                workers=args.workers, timeout=args.timeout, progress=False)
             fast = time.perf_counter() - start
-        slow, slow_ex = naive(dataset, examples, args.timeout)
+        slow, slow_ex = naive(dataset, examples, predictions, args.timeout)
     print(f"questions: {len(examples)}")
     print(f"runner ({args.workers} workers): {fast:.1f} s, EX {summary.ex:.4f} "
           f"(gold errors {summary.metrics['gold_errors']}, errors {summary.metrics['errors']})")
     print(f"naive (1 process):     {slow:.1f} s, EX {slow_ex:.4f}")
     print(f"speed-up: {slow / fast:.1f}x")
+    if args.out:
+        import json
+
+        args.out.write_text(json.dumps({
+            "questions": len(examples), "predictions": str(args.predictions or "gold"),
+            "runner_seconds": round(fast, 2), "runner_ex": round(summary.ex, 4), "workers": args.workers,
+            "naive_seconds": round(slow, 2), "naive_ex": round(slow_ex, 4),
+            "speedup": round(slow / fast, 2), "load_average": os.getloadavg()}, indent=2) + "\n")
     return 0
 
 
