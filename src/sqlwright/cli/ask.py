@@ -20,6 +20,16 @@ def _connect(db: str, **settings):
     return connect(db, **settings)
 
 
+# The ask pipeline's options, declared once for `ask` and `eval`.
+CANDIDATES = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question.")
+REPAIR_ROUNDS = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL.")
+NO_LINKING = typer.Option(False, "--no-linking", help="Never prune the schema.")
+ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
+                             help="Abstain when the vote's confidence is below this.")
+COT = typer.Option(False, "--cot", help="Ask the model to reason before the SQL.")
+GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline).")
+
+
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
                        abstain_below: float | None, cot: bool, greedy: bool) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
@@ -48,13 +58,12 @@ def ask(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     show_sql: bool = typer.Option(False, "--show-sql", help="Print the SQL above the table."),
     explain: bool = typer.Option(False, "--explain", help="Show candidates, results, votes, repairs, timings."),
-    candidates: int = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question."),
-    repair_rounds: int = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL."),
-    no_linking: bool = typer.Option(False, "--no-linking", help="Never prune the schema."),
-    abstain_below: float = typer.Option(None, "--abstain-below", min=0, max=1,
-                                        help="Abstain when the vote's confidence is below this."),
-    cot: bool = typer.Option(False, "--cot", help="Ask the model to reason before the SQL."),
-    greedy: bool = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline)."),
+    candidates: int = CANDIDATES,
+    repair_rounds: int = REPAIR_ROUNDS,
+    no_linking: bool = NO_LINKING,
+    abstain_below: float = ABSTAIN_BELOW,
+    cot: bool = COT,
+    greedy: bool = GREEDY,
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (with --model openai:NAME)."),

@@ -11,6 +11,15 @@ import typer
 from rich.table import Table
 
 from sqlwright.cli.app import OutputFormat, app, console, err_console, handle_errors, print_json
+from sqlwright.cli.ask import (
+    ABSTAIN_BELOW,
+    CANDIDATES,
+    COT,
+    GREEDY,
+    NO_LINKING,
+    REPAIR_ROUNDS,
+    pipeline_overrides,
+)
 from sqlwright.errors import ConfigError
 
 eval_app = typer.Typer(
@@ -106,15 +115,13 @@ def _make_command(kind: str):
         report: Path = typer.Option(None, "--report", help="Write summary.json, summary.md, report.html here."),
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table or json."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
-        candidates: int = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question."),
-        repair_rounds: int = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL."),
-        no_linking: bool = typer.Option(False, "--no-linking", help="Never prune the schema."),
-        abstain_below: float = typer.Option(None, "--abstain-below", min=0, max=1,
-                                            help="Abstain when the vote's confidence is below this."),
-        cot: bool = typer.Option(False, "--cot", help="Ask the model to reason before the SQL."),
-        greedy: bool = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline)."),
+        candidates: int = CANDIDATES,
+        repair_rounds: int = REPAIR_ROUNDS,
+        no_linking: bool = NO_LINKING,
+        abstain_below: float = ABSTAIN_BELOW,
+        cot: bool = COT,
+        greedy: bool = GREEDY,
     ) -> None:
-        from sqlwright.cli.ask import pipeline_overrides
         from sqlwright.eval.datasets import load_dataset
         from sqlwright.eval.report import write_report
         from sqlwright.eval.runner import DEFAULT_MAX_ROWS, run_config, run_eval

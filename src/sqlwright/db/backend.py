@@ -7,6 +7,7 @@ import abc
 import datetime as _dt
 import decimal
 import logging
+import os
 import threading
 import time
 import uuid
@@ -37,6 +38,18 @@ def timeout_error(timeout: float) -> QueryTimeout:
         f"Query stopped after {timeout:g} s, its time limit; "
         "raise the limit with --timeout or SQLWRIGHT_TIMEOUT if it should run longer."
     )
+
+
+def file_fingerprint(*paths: os.PathLike | str) -> str:
+    """Path, size and mtime of each existing file: changes whenever a file-based database is written."""
+    parts = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
 
 
 def one_line(text: object) -> str:

@@ -4,7 +4,6 @@ disabled and the configuration locked, and `interrupt()` from a timer for the wa
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import duckdb
@@ -15,6 +14,7 @@ from sqlwright.db.backend import (
     SAMPLE_SCAN_ROWS,
     Backend,
     Watchdog,
+    file_fingerprint,
     one_line,
     sample_values,
     timeout_error,
@@ -155,14 +155,7 @@ class DuckDBDatabase(Backend):
         return int(count) if count <= COUNT_LIMIT else (int(estimate) if estimate else None)
 
     def fingerprint(self) -> str:
-        parts = []
-        for p in (self.path, Path(f"{self.path}.wal")):
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                continue
-            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
-        return "|".join(parts)
+        return file_fingerprint(self.path, f"{self.path}.wal")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from sqlwright.db.backend import (
     INTROSPECTION_TIMEOUT,
     SAMPLE_SCAN_ROWS,
     Backend,
+    file_fingerprint,
     one_line,
     sample_values,
     timeout_error,
@@ -212,14 +212,7 @@ class SQLiteDatabase(Backend):
         return None
 
     def fingerprint(self) -> str:
-        parts = []
-        for p in (self.path, Path(f"{self.path}-wal")):
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                continue
-            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
-        return "|".join(parts)
+        return file_fingerprint(self.path, f"{self.path}-wal")
 
     def close(self) -> None:
         if self._conn is not None:
