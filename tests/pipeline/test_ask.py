@@ -175,6 +175,20 @@ def test_repair_fixes_a_failing_sql_and_joins_the_pool(concert, engine_for) -> N
     assert llm.requests[1]["temperature"] == 0.0
 
 
+def test_a_repair_without_sql_keeps_the_other_candidates_answer(concert, engine_for) -> None:
+    # Seen with the 0.5B model: asked to fix a failing query, it echoes the error as "unanswerable".
+    # That must not turn into an abstention while another candidate ran fine.
+    engine, _ = engine_for([
+        fenced("SELECT count(DISTINCT kind) FROM singer"),
+        fenced("SELECT count(DISTINCT Country) FROM singer"),
+        "-- UNANSWERABLE: The query failed with this database error: no such column: kind",
+    ], candidates=2, repair_rounds=1)
+    answer = engine.ask(concert, "How many different countries do singers come from?")
+    assert not answer.abstained
+    assert set(answer.rows) == gold(concert, "SELECT count(DISTINCT Country) FROM singer")
+    assert [c.origin for c in answer.candidates] == ["greedy", "sample-1"]
+
+
 def test_empty_result_is_suspicious_and_repaired(concert, engine_for) -> None:
     engine, llm = engine_for([
         fenced("SELECT name FROM singer WHERE country = 'france'"),  # wrong case: no rows

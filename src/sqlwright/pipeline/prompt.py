@@ -120,9 +120,9 @@ def repair_messages(messages: list[Message], sql: str, observation: str, *, dial
     follow_up = (
         f"{observation.strip()}\n\n"
         f"Fix the query so that it answers the question correctly in {engine}. "
+        f"Use only the tables and columns of the schema above. "
         f"Return only the corrected SQL in one ```sql fenced block. If the query was already right, "
-        f"return it unchanged; if the question cannot be answered from this database, reply "
-        f"{UNANSWERABLE_MARKER} <short reason>."
+        f"return it unchanged."
     )
     return [
         *messages,

@@ -132,6 +132,11 @@ def repair_candidates(
             if not completions:
                 continue
             draft = draft_from_completion("repair", completions[0])
+            if draft.sql is None:
+                # No SQL back (small models tend to give up, or echo the error as "unanswerable"):
+                # the failing original keeps its vote rather than turning into an abstention.
+                log.debug("repair of %r returned no SQL", source.sql)
+                continue
             if draft.sql and source.sql and executor.key(draft.sql) == executor.key(source.sql):
                 log.debug("repair of %r returned it unchanged", source.sql)
                 continue
