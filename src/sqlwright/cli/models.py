@@ -27,8 +27,11 @@ def list_(fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f")
     if fmt is OutputFormat.json:
         print_json(rows)
         return
-    columns = list(rows[0]) if rows else []
-    print_rows(columns, [list(r.values()) for r in rows], fmt)
+    # The table keeps what fits a terminal; --format json has every field (paths, missing packages).
+    columns = ["name", "default", "MB", "parts", "assembled", "description"]
+    table = [[r["name"], "yes" if r["default"] else "", round(r["size"] / 1e6), r["parts"],
+              "yes" if r["assembled"] else "no", r["description"]] for r in rows]
+    print_rows(columns, table, fmt)
 
 
 @models_app.command("path")
