@@ -183,32 +183,15 @@ def test_greedy_again_and_samples_after_greedy_reuse_the_decoded_reply(embedded_
     assert [c.text for c in greedy_at_four] == [greedy.text] * 4
 
 
-def test_n_samples_decode_faster_than_sequential_single_calls(embedded_llm) -> None:
+def test_n_samples_are_decoded_together(embedded_llm) -> None:
+    # How much faster that is belongs to bench/sampling_speed.py (no timed tests); here: the n sequences
+    # share decode calls, so there are clearly fewer calls than tokens generated.
     messages = _messages("For each country, list the number of singers and their average age.", WIDE_SCHEMA)
-    embedded_llm.complete(messages, max_tokens=1)  # prompt in the cache: both sides measure decoding only
-
-    def batched() -> tuple[float, int]:
-        embedded_llm.complete(messages, max_tokens=1)  # the kept continuation is now one token long
-        samples = embedded_llm.complete(messages, n=4, temperature=0.8, max_tokens=48, seed=3)
-        return embedded_llm.last_decode_seconds, sum(s.completion_tokens for s in samples)
-
-    def sequential() -> tuple[float, int]:
-        seconds, tokens = 0.0, 0
-        for i in range(4):
-            embedded_llm.complete(messages, max_tokens=1)  # no continuation of the previous call to reuse
-            [s] = embedded_llm.complete(messages, n=1, temperature=0.8, max_tokens=48, seed=100 + i)
-            seconds += embedded_llm.last_decode_seconds
-            tokens += s.completion_tokens
-        return seconds, tokens
-
-    # Interleaved, best of two: the machine's other work weighs on both sides alike.
-    runs = [(sequential(), batched()) for _ in range(2)]
-    single_seconds = min(r[0][0] for r in runs)
-    batch_seconds = min(r[1][0] for r in runs)
-    single_tokens, batch_tokens = runs[0][0][1], runs[0][1][1]
-    # Comparable work: as many tokens generated on both sides, give or take a third.
-    assert 0.66 < batch_tokens / single_tokens < 1.5, (batch_tokens, single_tokens)
-    assert batch_seconds < 0.75 * single_seconds, (batch_seconds, single_seconds)
+    embedded_llm.complete(messages, max_tokens=1)  # prompt in the cache: measure decoding only
+    samples = embedded_llm.complete(messages, n=4, temperature=0.8, max_tokens=48, seed=3)
+    generated = sum(s.completion_tokens for s in samples)
+    assert len(samples) == 4 and generated >= 8
+    assert embedded_llm.last_decode_calls < 0.75 * generated, (embedded_llm.last_decode_calls, generated)
 
 
 def test_cross_request_prefix_reuse_with_samples(embedded_llm) -> None:

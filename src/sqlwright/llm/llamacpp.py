@@ -32,6 +32,7 @@ it); ``mean_logprob`` averages them.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -39,6 +40,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +154,18 @@ class _Sample:
     seconds: float = 0.0
 
 
+# Models still open at interpreter exit are closed by atexit, while llama_cpp's module globals still
+# exist: left to garbage collection during shutdown, llama-cpp-python's own finalizers call freed
+# functions ("'NoneType' object is not callable").
+_OPEN_MODELS: weakref.WeakSet[EmbeddedLLM] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_models() -> None:
+    for model in list(_OPEN_MODELS):
+        model.close()
+
+
 class EmbeddedLLM:
     """A chat model running in this process from a GGUF file (llama.cpp on the CPU)."""
 
@@ -235,6 +249,7 @@ class EmbeddedLLM:
         self._formatter = self._chat_formatter()
         # One context holds one KV cache: requests from several threads take turns.
         self._lock = threading.Lock()
+        _OPEN_MODELS.add(self)
         # Tokens held by KV sequence 0 (the last prompt and one continuation), and the next-token
         # distribution after each of its prefixes that has one, by prefix length.
         self._cached: list[int] = []
