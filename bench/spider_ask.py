@@ -6,6 +6,10 @@ file keeps every answer, so an interrupted run continues where it stopped.
 
     .venv/bin/python bench/spider_ask.py --model qwen2.5-coder-0.5b --limit 100
     .venv/bin/python bench/spider_ask.py --model qwen2.5-coder-1.5b --sample 300 --seed 0 [--full]
+    .venv/bin/python bench/spider_ask.py --answers-from runs/spider-dev-0.5b-greedy.sqlite   # no model run
+
+`--answers-from` re-judges the answers an earlier `sqlwright eval spider --model …` run stored (same
+pipeline, same questions) with the set rule, without running the model again.
 
 Prints EX and the median seconds per question, and writes bench/results/spider_ask-<model>-<mode>.json.
 Data: ../shared/data/spider (SQLWRIGHT_DATA overrides ../shared/data).
@@ -22,7 +26,8 @@ from pathlib import Path
 
 from sqlwright.config import load_settings
 from sqlwright.eval.datasets import load_dataset
-from sqlwright.eval.predictors import PipelinePredictor
+from sqlwright.eval.predictors import FilePredictor, PipelinePredictor
+from sqlwright.eval.runfile import open_run_file
 from sqlwright.eval.runner import run_eval
 from sqlwright.eval.sampling import select_examples
 from sqlwright.llm import load_llm
@@ -51,6 +56,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="the default pipeline instead of greedy")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs")
+    parser.add_argument("--answers-from", type=Path, help="an eval run file whose stored answers to re-judge")
     args = parser.parse_args()
 
     data = Path(os.environ.get("SQLWRIGHT_DATA") or ROOT.parent / "shared" / "data") / "spider"
@@ -59,18 +65,29 @@ def main() -> int:
         return 2
     dataset = SetComparison(load_dataset("spider", data))
     examples = select_examples(dataset.examples, sample=args.sample, seed=args.seed, limit=args.limit)
-    mode = "full" if args.full else "greedy"
-    options = AskOptions() if args.full else AskOptions.greedy()
-    settings = load_settings(model=args.model)
-    engine = Engine(load_llm(args.model, settings), options, cache_dir=settings.cache_dir)
-    predictor = PipelinePredictor(engine)
-    tag = f"{args.model}-{mode}-" + (f"s{args.sample}seed{args.seed}" if args.sample else f"n{args.limit or 'all'}")
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if args.answers_from:
+        with open_run_file(args.answers_from, must_exist=True) as store:
+            config, predictor = store.config() or {}, FilePredictor(store.predictions())
+        pipeline = config.get("pipeline") or {}
+        args.model = config.get("model") or "unknown"
+        mode = "greedy" if pipeline.get("candidates") == 1 and not pipeline.get("repair_rounds") else "full"
+        examples = [e for e in examples if e.id in predictor.predictions]
+        options = None
+    else:
+        mode = "full" if args.full else "greedy"
+        options = AskOptions() if args.full else AskOptions.greedy()
+        settings = load_settings(model=args.model)
+        predictor = PipelinePredictor(Engine(load_llm(args.model, settings), options, cache_dir=settings.cache_dir))
+    tag = f"{args.model}-{mode}-" + (f"s{args.sample}seed{args.seed}" if args.sample else f"n{len(examples)}")
     try:
         summary = run_eval(dataset, predictor, run_file=args.run_dir / f"spider_ask-{tag}.sqlite",
-                           examples=examples, config={"model": args.model, "pipeline": options.model_dump()})
+                           examples=examples, workers=0 if args.answers_from else 2,
+                           config={"model": args.model, "pipeline": options.model_dump() if options else "stored",
+                                   "answers_from": str(args.answers_from or "")})
     finally:
-        predictor.close()
+        if hasattr(predictor, "close"):
+            predictor.close()
     seconds = [v.seconds for _, v in summary.pairs if v.seconds is not None]
     result = {
         "model": args.model, "mode": mode, "questions": len(summary.pairs), "ex_set": round(summary.ex, 4),
