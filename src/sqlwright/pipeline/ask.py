@@ -51,7 +51,8 @@ class AskOptions(BaseModel):
     linking: bool = Field(True, description="Prune the schema when its rendering exceeds schema_budget_tokens.")
     values: bool = Field(True, description="Look up database values the question names; hint them.")
     abstain_below: float = Field(0.0, ge=0.0, le=1.0,
-                                 description="Abstain when the vote's confidence is below this (0: never).")
+                                 description="Abstain when the vote's confidence is below this (0: never). "
+                                 "1.0 maximised TrustSQL's RS(c) in bench/abstention.py.")
     cot: bool = Field(False, description="Ask the model to reason step by step before the SQL.")
     max_tokens: int | None = Field(None, gt=0, description="Tokens per reply (default: 512 plain, 1280 cot).")
     timeout: float | None = Field(None, gt=0, description="Seconds per SQL statement (default: the database's).")
