@@ -14,10 +14,10 @@ from sqlwright.errors import UserError
 DB_HELP = "Database: sqlite:///path, a .sqlite/.db/.duckdb path, postgresql://…, mysql://…, duckdb:///path, or 'sample'."
 
 
-def _connect(db: str, **settings):
+def _connect(db: str, **kwargs):
     from sqlwright.api import connect
 
-    return connect(db, **settings)
+    return connect(db, **kwargs)
 
 
 # The ask pipeline's options, declared once for `ask` and `eval`.
@@ -74,8 +74,8 @@ def ask(
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy))
-    with _connect(db, model=model, timeout=timeout, max_rows=max_rows, base_url=base_url) as conn:
-        conn._options = options
+    with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows,
+                  base_url=base_url) as conn:
         if fmt is not OutputFormat.json:
             with err_console.status("thinking…"):
                 answer = conn.ask(question, evidence=evidence)
