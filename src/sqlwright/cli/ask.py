@@ -24,6 +24,7 @@ def _connect(db: str, **kwargs):
 CANDIDATES = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question.")
 REPAIR_ROUNDS = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL.")
 NO_LINKING = typer.Option(False, "--no-linking", help="Never prune the schema.")
+NO_VALUES = typer.Option(False, "--no-values", help="No hints of database values the question names.")
 ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
                              help="Abstain when the vote's confidence is below this.")
 COT = typer.Option(False, "--cot", help="Ask the model to reason before the SQL.")
@@ -31,7 +32,7 @@ GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (
 
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
-                       abstain_below: float | None, cot: bool, greedy: bool) -> dict:
+                       abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
     from sqlwright.pipeline import AskOptions
 
@@ -43,6 +44,8 @@ def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_lin
             values[key] = value
     if no_linking:
         values["linking"] = False
+    if no_values:
+        values["values"] = False
     if cot:
         values["cot"] = True
     return values
@@ -61,6 +64,7 @@ def ask(
     candidates: int = CANDIDATES,
     repair_rounds: int = REPAIR_ROUNDS,
     no_linking: bool = NO_LINKING,
+    no_values: bool = NO_VALUES,
     abstain_below: float = ABSTAIN_BELOW,
     cot: bool = COT,
     greedy: bool = GREEDY,
@@ -73,7 +77,8 @@ def ask(
         raise UserError("the question is empty")
     from sqlwright.pipeline import AskOptions
 
-    options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy))
+    options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
+                                                    no_values))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows,
                   base_url=base_url) as conn:
         if fmt is not OutputFormat.json:

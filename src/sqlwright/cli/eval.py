@@ -17,6 +17,7 @@ from sqlwright.cli.ask import (
     COT,
     GREEDY,
     NO_LINKING,
+    NO_VALUES,
     REPAIR_ROUNDS,
     pipeline_overrides,
 )
@@ -118,6 +119,7 @@ def _make_command(kind: str):
         candidates: int = CANDIDATES,
         repair_rounds: int = REPAIR_ROUNDS,
         no_linking: bool = NO_LINKING,
+        no_values: bool = NO_VALUES,
         abstain_below: float = ABSTAIN_BELOW,
         cot: bool = COT,
         greedy: bool = GREEDY,
@@ -131,7 +133,8 @@ def _make_command(kind: str):
             raise ConfigError("eval prints a table or json (--format csv is for rows)")
         if resume and run_file is not None:
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
-        pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy)
+        pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
+                                      no_values)
         with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root) as dataset:
             examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
             if not examples:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The model runs behind the README's benchmark tables, one after another (each uses both cores).
+# Every run writes its verdicts to runs/<name>.sqlite as it goes: run this script again after an
+# interruption and each run resumes where it stopped (a finished run is re-summarised, not re-asked).
+#
+#   bench/run_baselines.sh                 # all runs, in priority order
+#   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-full   # only these
+#
+# Then: .venv/bin/python bench/summarize_runs.py runs/<a>.sqlite runs/<b>.sqlite  (figures, JSON summaries)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SW=.venv/bin/sqlwright
+DATA=${SQLWRIGHT_DATA:-../shared/data}
+mkdir -p runs
+
+# name | arguments of `sqlwright eval`
+RUNS=(
+  "spider-s300-1.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-1.5b --greedy --sample 300 --seed 0"
+  "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"
+  "sqleval-postgres-1.5b-greedy|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --greedy"
+  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
+  "spider-s100-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy --sample 100 --seed 0"
+  "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --sample 100 --seed 0"
+  "spider-s100-0.5b-full-no-samples|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 1 --sample 100 --seed 0"
+  "spider-s100-0.5b-full-no-repair|spider --data $DATA/spider --model qwen2.5-coder-0.5b --repair-rounds 0 --sample 100 --seed 0"
+  "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --no-values --sample 100 --seed 0"
+  "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
+  "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
+)
+
+want=("$@")
+for entry in "${RUNS[@]}"; do
+  name=${entry%%|*}
+  args=${entry#*|}
+  if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
+  echo "== $name: sqlwright eval $args  ($(date +%H:%M:%S))"
+  # shellcheck disable=SC2086
+  $SW eval $args --run-file "runs/$name.sqlite" --report "reports/$name" --no-progress --format json \
+    > "runs/$name.json" 2> "runs/$name.log" || echo "   failed (exit $?): see runs/$name.log"
+done
+echo "== done ($(date +%H:%M:%S))"
