@@ -17,7 +17,7 @@ import pytest
 from sqlwright.errors import ConfigError, DatasetError
 from sqlwright.eval import runner as runner_mod
 from sqlwright.eval.predictors import FilePredictor, PipelinePredictor
-from sqlwright.eval.runfile import RunFile
+from sqlwright.eval.runfile import RunFile, open_run_file
 from sqlwright.eval.runner import CompareOutcome, CompareTask, _Pool, run_eval, summary_from_run_file
 from sqlwright.eval.types import Example, Prediction, Verdict
 from sqlwright.pipeline.types import Answer
@@ -216,11 +216,31 @@ def test_pipeline_predictor_runs_in_the_main_process(folder: Path):
     by_id = {r["id"]: r for r in s.results()}
     assert by_id["p1"]["correct"] and by_id["p1"]["prompt_tokens"] == 50 and by_id["p1"]["seconds"] == 0.25
     assert by_id["p2"]["abstained"]
+    # the run file keeps how each answer came about (without the result rows)
+    with open_run_file(folder / "r.sqlite", must_exist=True) as store:
+        traces = {k: p.trace for k, p in store.predictions().items()}
+    assert traces["p1"]["confidence"] == 0.0 and traces["p1"]["timings"] == {"total": 0.25}
+    assert "rows" not in traces["p1"] and traces["p2"]["abstained"] is True
     # resuming asks the model nothing: predictions are in the run file
     engine2 = FakeEngine({})
     run_eval(TinyDataset(folder, exs), PipelinePredictor(engine2), run_file=folder / "r.sqlite", workers=1,
              progress=False)
     assert engine2.calls == []
+
+
+def test_run_file_from_an_earlier_version_gains_the_trace_column(folder: Path):
+    path = folder / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE predictions (id TEXT PRIMARY KEY, sql TEXT, seconds REAL, prompt_tokens INTEGER, "
+                 "completion_tokens INTEGER, error TEXT, created REAL NOT NULL)")
+    conn.execute("INSERT INTO predictions VALUES ('a', 'SELECT 1', 1.5, 10, 2, NULL, 0)")
+    conn.commit()
+    conn.close()
+    with open_run_file(path) as store:
+        assert store.predictions()["a"] == Prediction("a", "SELECT 1", 1.5, 10, 2)
+        store.save_prediction(Prediction("b", "SELECT 2", trace={"confidence": 0.5}))
+        assert store.predictions()["b"].trace == {"confidence": 0.5}
+        assert store.predictions()["a"].trace is None
 
 
 # --- kill -9 and resume -----------------------------------------------------------------------------

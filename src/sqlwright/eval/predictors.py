@@ -45,6 +45,14 @@ class FilePredictor:
         return found
 
 
+def answer_trace(answer: Any) -> dict:
+    """What a run file keeps of an `Answer` besides its SQL: everything but the result rows."""
+    trace = answer.to_dict()
+    for key in ("question", "sql", "columns", "rows"):
+        trace.pop(key, None)
+    return trace
+
+
 class PipelinePredictor:
     """Asks an `Engine` (sqlwright.pipeline.ask.Engine: ``ask(db, question, *, evidence=None)``).
 
@@ -85,6 +93,7 @@ class PipelinePredictor:
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
             error=error,
+            trace=answer_trace(answer),
         )
 
     def close(self) -> None:

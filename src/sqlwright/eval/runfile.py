@@ -31,7 +31,7 @@ _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS predictions (
     id TEXT PRIMARY KEY, sql TEXT, seconds REAL, prompt_tokens INTEGER, completion_tokens INTEGER,
-    error TEXT, created REAL NOT NULL
+    error TEXT, created REAL NOT NULL, trace TEXT
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     id TEXT PRIMARY KEY, position INTEGER NOT NULL, db TEXT NOT NULL, question TEXT NOT NULL,
@@ -67,8 +67,16 @@ class RunFile:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_DDL)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             raise DatasetError(f"cannot use {self.path} as a run file: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Bring a run file written by an earlier sqlwright up to date (columns added since)."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(predictions)")}
+        if "trace" not in columns:
+            with self.conn:
+                self.conn.execute("ALTER TABLE predictions ADD COLUMN trace TEXT")
 
     # --- configuration -------------------------------------------------------------------------
     def config(self) -> dict | None:
@@ -100,9 +108,9 @@ class RunFile:
     # --- predictions ---------------------------------------------------------------------------
     def predictions(self) -> dict[str, Prediction]:
         rows = self.conn.execute(
-            "SELECT id, sql, seconds, prompt_tokens, completion_tokens, error FROM predictions"
+            "SELECT id, sql, seconds, prompt_tokens, completion_tokens, error, trace FROM predictions"
         ).fetchall()
-        return {r[0]: Prediction(*r) for r in rows}
+        return {r[0]: Prediction(*r[:6], trace=json.loads(r[6]) if r[6] else None) for r in rows}
 
     def save_prediction(self, p: Prediction) -> None:
         self.save_predictions([p])
@@ -112,8 +120,10 @@ class RunFile:
         now = time.time()
         with self.conn:
             self.conn.executemany(
-                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(p.id, p.sql, p.seconds, p.prompt_tokens, p.completion_tokens, p.error, now) for p in predictions],
+                "INSERT OR REPLACE INTO predictions (id, sql, seconds, prompt_tokens, completion_tokens, error, "
+                "created, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(p.id, p.sql, p.seconds, p.prompt_tokens, p.completion_tokens, p.error, now,
+                  json.dumps(p.trace, default=str) if p.trace is not None else None) for p in predictions],
             )
 
     # --- gold cache ----------------------------------------------------------------------------

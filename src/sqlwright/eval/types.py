@@ -26,6 +26,8 @@ class Prediction:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None  # the predictor's own failure (model error), if any
+    # How a model predictor got there (the pipeline's candidates, votes, timings, confidence), as JSON data.
+    trace: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

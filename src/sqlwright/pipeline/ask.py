@@ -179,7 +179,8 @@ class Engine:
                                   evidence=evidence, cot=opts.cot)
         usage = Usage()
         drafts = generate_drafts(self.llm, messages, n=opts.candidates, temperature=opts.temperature,
-                                 max_tokens=opts.reply_tokens(), seed=opts.seed, cot=opts.cot, usage=usage)
+                                 max_tokens=opts.reply_tokens(), seed=opts.seed, cot=opts.cot, usage=usage,
+                                 timings=timings)
         t = lap("generate", t)
 
         executor = Executor(db, timeout=opts.timeout, max_rows=opts.max_rows)

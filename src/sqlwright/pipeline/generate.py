@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 import sqlglot
@@ -93,18 +94,25 @@ def generate_drafts(
     seed: int | None = None,
     cot: bool = False,
     usage: Usage | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Draft]:
     """`n` drafts for `messages`: one greedy (temperature 0) and n-1 samples at `temperature`,
-    the samples in a single `complete` call."""
+    the samples in a single `complete` call. `timings` receives the seconds of each call
+    ("generate.greedy", "generate.samples")."""
     if n < 1:
         raise ValueError("n must be at least 1")
     origins = sample_origins(n, cot=cot)
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
     greedy = llm.complete(messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)
     completions = list(greedy[:1])
+    timings["generate.greedy"] = time.perf_counter() - started
     if usage is not None:
         usage.add(greedy)
     if n > 1:
+        started = time.perf_counter()
         samples = llm.complete(messages, n=n - 1, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        timings["generate.samples"] = time.perf_counter() - started
         if usage is not None:
             usage.add(samples)
         if len(samples) != n - 1:
