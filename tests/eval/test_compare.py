@@ -23,7 +23,9 @@ from sqlwright.eval.compare import (
     normalize_value,
     soft_f1,
     spider_match,
+    spider_order_matters,
     spider_prepare,
+    spider_quick_rej,
     sqleval_match,
 )
 
@@ -102,15 +104,36 @@ def test_spider_order_by_with_ties_is_judged_on_the_rows_given():
 
 def test_spider_int_and_float_are_equal_values():
     assert spider_match(R([(1,)]), R([(1.0,)]), False)
+    assert spider_match(R([(1, "a"), (2, "b")]), R([("b", 2.0), ("a", 1.0)]), False)
+    assert spider_match(R([(3, "x")]), R([(3.0, "x")]), True)
     assert not spider_match(R([(0.1 + 0.2,)]), R([(0.3,)]), False)  # Spider has no float tolerance
 
 
+def test_spider_quick_rej_keys_cells_by_their_text_as_the_official_does():
+    # The official pre-check sorts each row's cells by str(v) + str(type(v)): "1.5<class 'float'>"
+    # sorts before "1<class 'int'>" but after "1.0<class 'float'>", so (1, 1.5) and (1.0, 1.5) —
+    # equal rows — become different sorted rows, and the official result_eq says "different".
+    assert not spider_quick_rej([(1, 1.5)], [(1.0, 1.5)], False)
+    assert not spider_match(R([(1, 1.5)]), R([(1.0, 1.5)]), False)
+    assert not spider_match(R([(1, 1.5)]), R([(1.5, 1.0)]), True)
+    assert spider_match(R([(1, 1.5)]), R([(1.5, 1)]), False)  # same types: a column permutation
+    # With the same types on both sides it is only a necessary condition (sets, when unordered).
+    assert spider_quick_rej([(1, 2), (1, 2), (3, 4)], [(2, 1), (4, 3), (4, 3)], False)
+    assert not spider_match(R([(1, 2), (1, 2), (3, 4)]), R([(2, 1), (4, 3), (4, 3)]), False)
+    assert not spider_quick_rej([(1, "a"), (2, "b")], [(2, "b"), (1, "a")], True)
+
+
 def _brute_result_eq(gold, pred, order_matters):
-    """Reference: try every column permutation (what result_eq means, without its sampling)."""
+    """Reference: the official pre-check on rows whose cells are sorted by their text and type, then
+    every column permutation tried (what result_eq means, without its sampling)."""
     g, p = list(gold.rows), list(pred.rows)
     if not g and not p:
         return True
     if len(g) != len(p) or len(g[0]) != len(p[0]):
+        return False
+    g_sorted = [tuple(sorted(row, key=lambda v: f"{v}{type(v)}")) for row in g]
+    p_sorted = [tuple(sorted(row, key=lambda v: f"{v}{type(v)}")) for row in p]
+    if (g_sorted != p_sorted) if order_matters else (set(g_sorted) != set(p_sorted)):
         return False
     for perm in itertools.permutations(range(len(g[0]))):
         permuted = [tuple(row[i] for i in perm) for row in p]
@@ -121,12 +144,16 @@ def _brute_result_eq(gold, pred, order_matters):
 
 def test_spider_match_agrees_with_brute_force_on_random_tables():
     rng = random.Random(7)
-    for _ in range(400):
+    cells = [0, 1, None, 1.0, 10, 1.5, "1"]
+    for _ in range(1500):
         cols, rows = rng.randint(1, 4), rng.randint(0, 5)
-        gold = R([tuple(rng.choice([0, 1, None]) for _ in range(cols)) for _ in range(rows)], [f"c{i}" for i in range(cols)])
+        gold = R([tuple(rng.choice(cells) for _ in range(cols)) for _ in range(rows)], [f"c{i}" for i in range(cols)])
         pred_rows = [tuple(row[i] for i in rng.sample(range(cols), cols)) for row in gold.rows] if rng.random() < 0.5 else [
-            tuple(rng.choice([0, 1, None]) for _ in range(cols)) for _ in range(rows)
+            tuple(rng.choice(cells) for _ in range(cols)) for _ in range(rows)
         ]
+        if rng.random() < 0.3:  # equal numbers of the other type (1 -> 1.0, 1.0 -> 1)
+            pred_rows = [tuple(float(v) if type(v) is int else int(v) if type(v) is float and v.is_integer() else v
+                               for v in row) for row in pred_rows]
         if rng.random() < 0.5:
             perm = rng.sample(range(cols), cols)
             pred_rows = [tuple(r[i] for i in perm) for r in pred_rows]
@@ -135,6 +162,20 @@ def test_spider_match_agrees_with_brute_force_on_random_tables():
         pred = R(pred_rows, [f"c{i}" for i in range(cols)])
         for order in (False, True):
             assert spider_match(gold, pred, order) == _brute_result_eq(gold, pred, order), (gold, pred, order)
+
+
+@pytest.mark.parametrize("rule", ["spider", "bird", "sqleval"])
+def test_every_rule_judges_a_result_the_same_as_itself(rule):
+    # The runner relies on it: a prediction whose text is the gold's reuses the gold result, is right
+    # and has Soft-F1 1.0, without comparing.
+    rng = random.Random(3)
+    cells = [0, 1, 1.0, 2.5, None, "a", "", -0.0]
+    for _ in range(300):
+        cols, rows = rng.randint(1, 4), rng.randint(0, 6)
+        gold = R([tuple(rng.choice(cells) for _ in range(cols)) for _ in range(rows)], [f"c{i}" for i in range(cols)])
+        for gold_sql in ("SELECT * FROM t", "SELECT * FROM t ORDER BY 1"):
+            assert compare(rule, gold, gold, gold_sql=gold_sql, question="q"), (rule, gold)
+        assert soft_f1(gold, gold) == 1.0
 
 
 def test_top_level_order_by():
@@ -148,9 +189,35 @@ def test_top_level_order_by():
 def test_spider_prepare_strips_distinct_like_the_official_script():
     sql = "SELECT DISTINCT name, count(DISTINCT id) FROM t WHERE a > = 1 AND b = 'distinct'"
     out = spider_prepare(sql)
-    assert "DISTINCT" not in out and "'distinct'" in out and ">=" in out
+    assert out == "SELECT  name, count( id) FROM t WHERE a >= 1 AND b = 'distinct'"  # text kept, as sqlparse
     assert spider_prepare(sql, keep_distinct=True).count("DISTINCT") == 2
-    assert "2020" in spider_prepare("SELECT * FROM t WHERE y = YEAR(CURDATE())")
+    assert spider_prepare('SELECT "distinct" FROM t -- distinct') == 'SELECT "distinct" FROM t -- distinct'
+    # replace_cur_year: the call and the spaces after it become "2020"
+    assert spider_prepare("SELECT YEAR(CURDATE()) - age FROM t") == "SELECT 2020- age FROM t"
+    assert spider_prepare("SELECT * FROM t WHERE y = year ( curdate ( ) )") == "SELECT * FROM t WHERE y = 2020"
+
+
+def test_spider_prepare_keeps_the_first_statement_like_sqlparse():
+    # remove_distinct returns sqlparse.parse(s)[0]: the official runs only the first statement.
+    assert spider_prepare("SELECT a FROM t; SELECT b FROM u") == "SELECT a FROM t;"
+    assert spider_prepare("SELECT DISTINCT a FROM t;\nDROP TABLE t;") == "SELECT  a FROM t;"
+    assert spider_prepare("SELECT a FROM t WHERE b = 'x;y'") == "SELECT a FROM t WHERE b = 'x;y'"
+    # with keep_distinct the official does not call remove_distinct: the text is left whole
+    assert spider_prepare("SELECT a FROM t; SELECT b FROM u", keep_distinct=True) == "SELECT a FROM t; SELECT b FROM u"
+
+
+def test_spider_order_matters_when_the_gold_text_says_order_by():
+    # The official test is a substring test on the gold text, not a parse of its outer query.
+    assert spider_order_matters("SELECT a FROM t ORDER BY a")
+    assert spider_order_matters("SELECT a FROM t WHERE b = (SELECT b FROM u ORDER BY c DESC LIMIT 1)")
+    assert spider_order_matters("SELECT a FROM t WHERE note = 'sort order by date'")
+    assert not spider_order_matters("SELECT a FROM t ORDER  BY a")  # two spaces: no match
+    assert not spider_order_matters("SELECT a FROM t ORDER\nBY a")
+    assert not spider_order_matters("SELECT a, b FROM t GROUP BY a")
+    gold, flipped = R([(1, "a"), (2, "b")]), R([(2, "b"), (1, "a")])
+    sub = "SELECT x, y FROM t WHERE z = (SELECT z FROM u ORDER BY w LIMIT 1)"
+    assert not compare("spider", gold, flipped, gold_sql=sub)
+    assert compare("spider", gold, flipped, gold_sql="SELECT x, y FROM t ORDER  BY x")
 
 
 # --- BIRD ------------------------------------------------------------------------------------------

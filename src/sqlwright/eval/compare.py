@@ -2,10 +2,12 @@
 
 Each benchmark defines "the same" differently; each rule here follows its owner's definition:
 
-- ``spider``: Spider's test-suite execution match (taoyds/test-suite-sql-eval ``result_eq``): rows as
-  multisets, any column permutation, equal column count; row order matters only when the gold query
-  has a top-level ORDER BY. Before execution both queries are rewritten as the official script does
-  (DISTINCT removed unless ``keep_distinct``, ``> =`` joined, ``YEAR(CURDATE())`` pinned to 2020).
+- ``spider``: Spider's test-suite execution match (taoyds/test-suite-sql-eval ``eval_exec_match`` and
+  ``result_eq``): rows as multisets, any column permutation, equal column count, two empty results
+  equal whatever their columns; row order matters when the gold text contains ``order by`` anywhere
+  (the official test, subqueries and literals included). Before execution both queries are rewritten
+  as the official script does (``> =`` joined, only the first statement kept and DISTINCT removed
+  unless ``keep_distinct``, ``YEAR(CURDATE())`` replaced by 2020).
 - ``bird``: BIRD's EX: ``set(pred_rows) == set(gold_rows)``; order and duplicates ignored, column order
   matters. Soft-F1 is BIRD mini-dev's cell-overlap F1 over de-duplicated rows.
 - ``sqleval``: Defog SQL-Eval: the gold may hold ``;``-separated alternatives and one ``{a,b}`` column
@@ -138,29 +140,46 @@ def has_top_level_order_by(sql: str, dialect: str | None = None) -> bool:
 _CURDATE_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8192)
 def spider_prepare(sql: str, *, keep_distinct: bool = False) -> str:
-    """Rewrite a query as Spider's test-suite evaluation does before running it.
+    """Rewrite a query as Spider's test-suite evaluation (``eval_exec_match``) does before running it.
 
-    Joins ``> =``, ``< =``, ``! =``; pins ``YEAR(CURDATE())`` to 2020; and, unless `keep_distinct`
-    (the official script's ``--keep_distinct`` flag, off by default), removes every DISTINCT keyword —
-    the official EX compares bags of rows with DISTINCT stripped from both queries.
+    Joins ``> =``, ``< =``, ``! =`` (``postprocess``); unless `keep_distinct` (the official flag, off
+    by default) applies ``remove_distinct``, which tokenises with sqlparse, keeps only the *first*
+    statement (``sqlparse.parse(s)[0]``: text after a top-level ``;`` is dropped, so a prediction
+    holding two statements is judged on its first) and drops every DISTINCT token; and replaces
+    ``YEAR(CURDATE())`` and the spaces after it by ``2020`` (``replace_cur_year``).
     """
     sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
-    sql = _CURDATE_YEAR.sub("2020 ", sql)
-    if keep_distinct or "distinct" not in sql.lower():
+    if not keep_distinct:
+        sql = _first_statement_without_distinct(sql)
+    return _CURDATE_YEAR.sub("2020", sql)
+
+
+def _first_statement_without_distinct(sql: str) -> str:
+    if ";" not in sql and "distinct" not in sql.lower():
         return sql
     try:
         tokens = sqlglot.tokenize(sql, read="sqlite")
     except (TokenError, ValueError):
-        return re.sub(r"\bdistinct\b", " ", sql, flags=re.IGNORECASE)
-    # Cut DISTINCT keyword tokens out of the text by position so string literals stay intact.
-    out, pos = [], 0
+        return re.sub(r"\bdistinct\b", "", sql, flags=re.IGNORECASE)
+    # Cut DISTINCT keyword tokens out of the text by position, so that string literals, quoted names
+    # and comments stay intact, and stop after the first semicolon outside parentheses (kept, as
+    # sqlparse's statement splitter does).
+    out, pos, depth = [], 0, 0
     for tok in tokens:
         if tok.token_type is TokenType.DISTINCT:
             out.append(sql[pos : tok.start])
             pos = tok.end + 1
+        elif tok.token_type is TokenType.L_PAREN:
+            depth += 1
+        elif tok.token_type is TokenType.R_PAREN:
+            depth -= 1
+        elif tok.token_type is TokenType.SEMICOLON and depth <= 0:
+            out.append(sql[pos : tok.end + 1])
+            return "".join(out)
     out.append(sql[pos:])
-    return " ".join(part.strip() for part in out if part.strip())
+    return "".join(out)
 
 
 # --- Spider ----------------------------------------------------------------------------------------
@@ -168,14 +187,37 @@ def _column(rows: Sequence[tuple], i: int) -> list:
     return [row[i] for row in rows]
 
 
+def _official_cell_key(value: object) -> str:
+    return str(value) + str(type(value))
+
+
+def _unorder_row(row: tuple) -> tuple:
+    return tuple(sorted(row, key=_official_cell_key))
+
+
+def spider_quick_rej(gold_rows: Sequence[tuple], pred_rows: Sequence[tuple], order_matters: bool) -> bool:
+    """The official ``quick_rej`` pre-check: each row's cells sorted by ``str(v) + str(type(v))``, then
+    the lists of sorted rows equal (`order_matters`) or their sets equal.
+
+    A necessary condition for a match, except that it keys cells by their text: ``1`` and ``1.0`` are
+    equal values but sort differently among a row's other cells, so a row holding an int where the
+    other result holds the equal float can be rejected here — and the official verdict is then 0.
+    """
+    g = [_unorder_row(row) for row in gold_rows]
+    p = [_unorder_row(row) for row in pred_rows]
+    return g == p if order_matters else set(g) == set(p)
+
+
 def spider_match(gold: Result, pred: Result, order_matters: bool) -> bool:
     """Spider test-suite ``result_eq``: is there a column permutation of `pred` under which its rows
     equal `gold`'s as a multiset (as a list when `order_matters`)?
 
     Two empty results match whatever their columns; otherwise the row counts and column counts must be
-    equal. The search only tries pred column j for gold column i when their value multisets (value
-    lists, when ordered) are equal, and prunes partial assignments by projected-row multisets, so it
-    is exact and fast where the official script samples rows to constrain permutations.
+    equal, and the official ``quick_rej`` must pass (see :func:`spider_quick_rej`). The search only
+    tries pred column j for gold column i when their value multisets (value lists, when ordered) are
+    equal, and prunes partial assignments by projected-row multisets: it finds a permutation exactly
+    when the official enumeration does (whose row sampling for more than 3 columns only prunes
+    permutations that cannot match), without enumerating them.
     """
     g_rows, p_rows = gold.rows, pred.rows
     if not g_rows and not p_rows:
@@ -187,7 +229,27 @@ def spider_match(gold: Result, pred: Result, order_matters: bool) -> bool:
         return False
     if n == 0:
         return True
+    if not _permutation_exists(g_rows, p_rows, n, order_matters):
+        return False
+    # Given a permutation, quick_rej can only fail when equal numbers of different types (1 and 1.0)
+    # share rows with other cells: only then do the official text keys of equal cells differ.
+    if n > 1 and _mixed_number_types(g_rows, p_rows):
+        return spider_quick_rej(g_rows, p_rows, order_matters)
+    return True
+
+
+_NOT_NUMBERS = frozenset({str, bytes, type(None)})
+
+
+def _mixed_number_types(*results: Sequence[tuple]) -> bool:
+    types = {type(v) for rows in results for row in rows for v in row}
+    return len(types - _NOT_NUMBERS) > 1
+
+
+def _permutation_exists(g_rows: Sequence[tuple], p_rows: Sequence[tuple], n: int, order_matters: bool) -> bool:
     if order_matters:
+        if list(g_rows) == list(p_rows):  # the columns in the gold's order: the usual case
+            return True
         # Rows equal in order iff every gold column equals, as a list, a distinct pred column; equal
         # pred columns are interchangeable, so a greedy assignment is exact.
         free = list(range(n))
@@ -197,6 +259,8 @@ def spider_match(gold: Result, pred: Result, order_matters: bool) -> bool:
             if j is None:
                 return False
             free.remove(j)
+        return True
+    if Counter(g_rows) == Counter(p_rows):
         return True
     g_counts = [Counter(_column(g_rows, i)) for i in range(n)]
     p_counts = [Counter(_column(p_rows, j)) for j in range(n)]
@@ -416,8 +480,14 @@ def get_rule(name: str) -> ComparisonRule:
         ) from None
 
 
+def spider_order_matters(gold_sql: str) -> bool:
+    """The official test: ``'order by' in g_str.lower()`` on the rewritten gold — anywhere in its text
+    (a subquery's ``ORDER BY … LIMIT 1`` or a literal counts; ``ORDER  BY`` with two spaces does not)."""
+    return "order by" in spider_prepare(gold_sql).lower()
+
+
 def _spider_rule_match(golds: Sequence[Result], pred: Result, ctx: CompareContext) -> bool:
-    order = has_top_level_order_by(ctx.gold_sql, ctx.dialect)
+    order = spider_order_matters(ctx.gold_sql)
     return any(spider_match(g, pred, order) for g in golds)
 
 
@@ -434,7 +504,7 @@ register_rule(
         "spider",
         _spider_rule_match,
         prepare=spider_prepare,
-        description="Spider test-suite EX: multisets of rows, any column permutation, ORDER BY → ordered",
+        description="Spider test-suite EX: multisets of rows, any column permutation, 'order by' in gold → ordered",
     )
 )
 register_rule(
