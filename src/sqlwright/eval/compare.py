@@ -71,8 +71,13 @@ def normalize_value(value: object) -> object:
     return str(value)
 
 
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, str})
+
+
 def normalize_rows(rows: Sequence[Sequence[object]]) -> tuple[tuple, ...]:
     """Every cell of `rows` through :func:`normalize_value`."""
+    if {type(v) for row in rows for v in row} <= _PLAIN_TYPES:  # e.g. any SQLite result without BLOBs
+        return tuple(row if type(row) is tuple else tuple(row) for row in rows)
     return tuple(tuple(normalize_value(v) for v in row) for row in rows)
 
 
@@ -294,6 +299,8 @@ def _row_overlap(pred_row: tuple, gold_row: tuple) -> tuple[float, float, float]
     width = len(gold_row)
     if width == 0:
         return 0.0, 0.0, 0.0
+    if pred_row == gold_row:  # every cell matched (the loops below would find the same)
+        return 1.0, 0.0, 0.0
     matches = sum(1 for v in pred_row if v in gold_row)
     pred_only = len(pred_row) - matches
     gold_only = sum(1 for v in gold_row if v not in pred_row)

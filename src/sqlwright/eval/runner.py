@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import queue
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0  # seconds per statement during evaluation
 DEFAULT_MAX_ROWS = 100_000  # rows per result; a larger result is an error, never a silent cut
-CHUNK = 8  # examples per inter-process call when predictions come from a file
+CHUNK = 8  # fewest examples per inter-process call when predictions come from a file
+MAX_CHUNK = 64  # most examples per call: a killed worker's chunk is done again, so keep chunks short
 KILL_GRACE = 30.0  # seconds a task may run past its statements' budget before its worker is killed
 TIMEOUT = "timeout"
 
@@ -147,12 +147,13 @@ def evaluate_task(task: CompareTask) -> CompareOutcome:
 
     pred_sql = rule.prepare(pred.sql).strip()
     # The very text of a gold query on the same database gives the gold's rows: reuse them instead of
-    # running it again. Nothing runs, so the guard (which protects executions) has nothing to check.
+    # running it again. Nothing runs, so the guard (which protects executions) has nothing to check;
+    # and every rule judges a result to be the same answer as itself, so nothing is compared either.
     same = next((r for s, r in golds if s.strip() == pred_sql), None)
     if same is not None and task.ves_repeats == 0:
-        pred_result: Result | str = same
-    else:
-        pred_result = _execute(db, pred_sql, task, guard=True)
+        f1 = 1.0 if same is golds[0][1] else soft_f1(golds[0][1], same)
+        return CompareOutcome(task.position, Verdict(correct=True, soft_f1=f1, **base), tuple(new_gold))
+    pred_result = _execute(db, pred_sql, task, guard=True)
     if isinstance(pred_result, str):
         verdict = Verdict(correct=False, error=pred_result, soft_f1=0.0, **base)
         return CompareOutcome(task.position, verdict, tuple(new_gold))
@@ -173,21 +174,51 @@ def evaluate_task(task: CompareTask) -> CompareOutcome:
 
 
 # --- the pool --------------------------------------------------------------------------------------
-_STARTED: Any = None  # per worker process: the queue on which it announces the tasks it starts
+_SLOT: Any = None  # per worker process: (shared array, index) where it records the task it is on
+PRELOAD = ("__main__", "sqlwright.eval.runner")  # what the fork server imports once for all workers
 
 
-def _init_worker(started: Any) -> None:
-    global _STARTED
-    _STARTED = started
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Where worker processes come from: a fork server where the platform has one, else spawn.
+
+    Never a fork of the main process, which may hold a loaded model and its threads. The fork server is
+    a clean process, started once per main process, that imports the evaluator (:data:`PRELOAD`)
+    before forking workers: a worker then costs a fork, not a new interpreter and its imports (about
+    0.3 s of CPU each), and so does every restart after a task is killed.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def chunk_size(tasks: int, workers: int) -> int:
+    """Examples per inter-process call for predictions read from a file: about eight chunks per worker
+    (fewer round trips, each worker still kept busy to the end), within [CHUNK, MAX_CHUNK]."""
+    return max(CHUNK, min(MAX_CHUNK, tasks // (8 * max(1, workers))))
+
+
+def _ready() -> None:
+    """A no-op task that makes the pool start its processes."""
+
+
+def _init_worker(slots: Any, claims: Any) -> None:
+    global _SLOT
+    with claims.get_lock():
+        index, claims.value = claims.value, claims.value + 1
+    _SLOT = (slots, index % (len(slots) // 2))
 
 
 def _run_chunk(work: Callable[[CompareTask], CompareOutcome], tasks: list[CompareTask]) -> list[CompareOutcome]:
-    """Do `tasks` in order, announcing each as it starts (its time budget counts from there, not from
-    when it was queued or while its worker process was still starting)."""
+    """Do `tasks` in order, recording in shared memory which one this worker is on and since when
+    (its time budget counts from there, not from when it was queued or while the worker was starting)."""
     out = []
     for task in tasks:
-        if _STARTED is not None:
-            _STARTED.put(task.position)
+        if _SLOT is not None:
+            slots, i = _SLOT
+            slots[2 * i + 1] = time.monotonic()  # the time first, the position second: see _Pool._running
+            slots[2 * i] = task.position
         out.append(work(task))
     return out
 
@@ -213,18 +244,28 @@ class _Pool:
         self.work = work  # module-level, so spawned workers can import it
         self.chunk = max(1, chunk)
         self.executor: cf.ProcessPoolExecutor | None = None
-        self.started: Any = None
+        self.slots: Any = None  # per worker: (position of the task it is on, when it began it)
         self.pending: list[CompareTask] = []
         self.inflight: dict[cf.Future, list[CompareTask]] = {}
-        self.start_times: dict[int, float] = {}  # task position -> when its worker began it
+        self.by_position: dict[int, CompareTask] = {}  # the tasks of the chunks in flight
 
     def _new_executor(self) -> cf.ProcessPoolExecutor:
-        # spawn, not fork: the main process may hold a loaded model and threads.
-        ctx = multiprocessing.get_context("spawn")
-        self.started = ctx.Queue()
+        # Shared memory, not messages: the main process reads where each worker is when it polls,
+        # and nothing is sent per task.
+        ctx = worker_context()
+        self.slots = ctx.RawArray("d", [-1.0, 0.0] * self.workers)
         return cf.ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.started,)
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.slots, ctx.Value("i", 0))
         )
+
+    def start(self) -> None:
+        """Start the worker processes now (they start at the first chunk otherwise), so that they get
+        ready while the main process prepares the work."""
+        if self.workers <= 0 or self.executor is not None:
+            return
+        self.executor = self._new_executor()
+        for _ in range(self.workers):
+            self.executor.submit(_ready)
 
     def submit(self, task: CompareTask) -> None:
         if self.workers <= 0:
@@ -245,19 +286,22 @@ class _Pool:
             self.executor = self._new_executor()
         tasks, self.pending = self.pending, []
         self.inflight[self.executor.submit(_run_chunk, self.work, tasks)] = tasks
+        self.by_position.update((t.position, t) for t in tasks)
 
-    def _read_starts(self) -> None:
-        while self.started is not None:
-            try:
-                position = self.started.get_nowait()
-            except (queue.Empty, OSError, EOFError):
-                return
-            self.start_times[position] = time.monotonic()
-
-    def _running(self, tasks: list[CompareTask]) -> CompareTask | None:
-        """The task of a chunk its worker is on: the last one announced."""
-        started = [t for t in tasks if t.position in self.start_times]
-        return started[-1] if started else None
+    def _running(self) -> list[tuple[CompareTask, float]]:
+        """The in-flight tasks the workers are on, with the (monotonic) time each began."""
+        if self.slots is None:
+            return []
+        out = []
+        for i in range(self.workers):
+            # A worker writes the time, then the position; reading the position first means a torn
+            # read can only pair a task with a later time (a later kill), never with an earlier one.
+            position = int(self.slots[2 * i])
+            began = self.slots[2 * i + 1]
+            task = self.by_position.get(position)
+            if task is not None:
+                out.append((task, began))
+        return out
 
     def poll(self, *, block: bool = False) -> None:
         """Hand finished tasks to `on_done`; kill and restart past-budget work."""
@@ -268,7 +312,7 @@ class _Pool:
         for fut in done:
             tasks = self.inflight.pop(fut)
             for t in tasks:
-                self.start_times.pop(t.position, None)
+                self.by_position.pop(t.position, None)
             try:
                 outcomes = fut.result()
             except cf.process.BrokenProcessPool:
@@ -276,13 +320,8 @@ class _Pool:
                 continue
             for task, outcome in zip(tasks, outcomes, strict=True):
                 self.on_done(task, outcome)
-        self._read_starts()
         now = time.monotonic()
-        overdue: list[CompareTask] = []
-        for tasks in self.inflight.values():
-            running = self._running(tasks)
-            if running is not None and now - self.start_times[running.position] > running.budget + KILL_GRACE:
-                overdue.append(running)
+        overdue = [task for task, began in self._running() if now - began > task.budget + KILL_GRACE]
         if overdue or retry:
             self._restart(overdue, retry)
 
@@ -302,7 +341,7 @@ class _Pool:
         again = retry + [t for tasks in self.inflight.values() for t in tasks if t.position not in hung]
         again += self.pending
         self.inflight.clear()
-        self.start_times.clear()
+        self.by_position.clear()
         self.pending = []
         self._kill()
         for task in again:
@@ -318,7 +357,7 @@ class _Pool:
             if proc.is_alive():
                 proc.kill()
         executor.shutdown(wait=True, cancel_futures=True)
-        self.started = None
+        self.slots = None
 
     def drain(self) -> None:
         self.flush()
@@ -328,6 +367,7 @@ class _Pool:
     def close(self, *, kill: bool = False) -> None:
         if kill:
             self.inflight.clear()
+            self.by_position.clear()
             self.pending = []
             self._kill()
         elif self.executor is not None:
@@ -498,14 +538,14 @@ def run_eval(
 
         # Predictions read from a file exist already: store them at once and send work in chunks.
         from_file = isinstance(predictor, FilePredictor)
-        if from_file:
-            store.save_predictions(
-                [predictor.predict(e, "") for _, e in todo if e.id not in stored]
-            )
-            stored = store.predictions()
-        pool = _Pool(workers, on_done, chunk=CHUNK if from_file else 1)
+        pool = _Pool(workers, on_done, chunk=chunk_size(len(todo), workers) if from_file else 1)
         with bar:
             try:
+                if todo:
+                    pool.start()  # the workers get ready while the main process stores and builds the work
+                if from_file:
+                    store.save_predictions([predictor.predict(e, "") for _, e in todo if e.id not in stored])
+                    stored = store.predictions()
                 for position, example in todo:
                     if example.db not in urls:
                         urls[example.db] = dataset.database_url(example.db)
