@@ -33,14 +33,15 @@ import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import shutil
+import sqlite3
 import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlwright.eval.datasets import load_dataset, read_predictions
-from sqlwright.eval.runfile import open_run_file
 from sqlwright.eval.runner import run_eval
 from sqlwright.eval.types import Example, Prediction
 
@@ -58,10 +59,25 @@ def load_predictions(path: Path | None, examples: list[Example]) -> dict[str, Pr
     if path is None:
         return {e.id: Prediction(e.id, e.gold) for e in examples}
     if path.suffix in (".sqlite", ".db"):
-        with open_run_file(path, must_exist=True) as run:
-            known = {e.id for e in examples}
-            return {k: p for k, p in run.predictions().items() if k in known}
+        return run_file_predictions(path, {e.id for e in examples})
     return read_predictions(path, examples)
+
+
+def run_file_predictions(path: Path, known: set[str]) -> dict[str, Prediction]:
+    """The predictions stored in a sqlwright run file, read on a read-only connection: the run may be
+    going on in another process, and opening it as a RunFile could change its tables under it."""
+    if not path.is_file():
+        raise SystemExit(f"no run file at {path}")
+    conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT id, sql, seconds, prompt_tokens, completion_tokens, error FROM predictions"
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise SystemExit(f"{path} is not a sqlwright run file: {exc}") from exc
+    finally:
+        conn.close()
+    return {r[0]: Prediction(*r) for r in rows if r[0] in known}
 
 
 # --- the official verdicts, each in a worker process with a time limit -----------------------------
