@@ -11,16 +11,18 @@ For every Spider dev question that has a predicted SQL, this computes
 - sqlwright's verdict: ``run_eval`` with the dataset's ``spider`` rule on the same predictions;
 
 and prints the agreement (%), the number of questions and every disagreement (id, db, gold, pred, both
-verdicts). Questions whose prediction has no SQL (abstentions, model errors) are not compared: both
-evaluators count them wrong without running anything. The official function runs on copies of the
-database files, made read-only (it opens them read-write).
+verdicts). Predictions without SQL (abstentions, model errors) are not compared: both evaluators
+count them wrong without running anything. The official function runs on copies of the database
+files, made read-only (it opens them read-write).
 
     .venv/bin/python bench/spider_official_agreement.py --official /tmp/official/test-suite-sql-eval \\
-        --predictions runs/spider-s300-1.5b-greedy.sqlite
+        --predictions runs/spider-s300-1.5b-greedy.sqlite runs/spider-s300-1.5b-full.sqlite [--candidates]
 
-`--predictions`: a Spider predictions file (one SQL per line), a JSONL of {id, sql}, anything
-``read_predictions`` accepts, or a sqlwright run file (.sqlite: its stored predictions); default: the
-gold SQL itself. Output: bench/results/spider_official_agreement-<predictions>.json (or ``--out``).
+`--predictions`: Spider predictions files (one SQL per line), JSONL of {id, sql}, anything
+``read_predictions`` accepts, or sqlwright run files (.sqlite: their stored predictions, read without
+writing to them); several are pooled, each distinct (question, SQL) pair judged once. `--candidates`
+adds every distinct candidate SQL the pipeline tried (kept in a run file's traces). Default: the gold
+SQL itself. Output: bench/results/spider_official_agreement-<names>.json (or ``--out``).
 The official script needs ``sqlparse`` and ``tqdm`` (bench-only: ``.venv/bin/pip install sqlparse tqdm``).
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection as mpc
@@ -63,21 +66,40 @@ def load_predictions(path: Path | None, examples: list[Example]) -> dict[str, Pr
     return read_predictions(path, examples)
 
 
-def run_file_predictions(path: Path, known: set[str]) -> dict[str, Prediction]:
-    """The predictions stored in a sqlwright run file, read on a read-only connection: the run may be
-    going on in another process, and opening it as a RunFile could change its tables under it."""
+def _read_run_file(path: Path) -> list[tuple]:
+    """(id, sql, seconds, prompt_tokens, completion_tokens, error, trace JSON or None) of every stored
+    prediction, read on a read-only connection: the run may be going on in another process, and opening
+    it as a RunFile could change its tables under it."""
     if not path.is_file():
         raise SystemExit(f"no run file at {path}")
     conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            "SELECT id, sql, seconds, prompt_tokens, completion_tokens, error FROM predictions"
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
+        trace = "trace" if "trace" in columns else "NULL"
+        return conn.execute(
+            f"SELECT id, sql, seconds, prompt_tokens, completion_tokens, error, {trace} FROM predictions"
         ).fetchall()
     except sqlite3.DatabaseError as exc:
         raise SystemExit(f"{path} is not a sqlwright run file: {exc}") from exc
     finally:
         conn.close()
-    return {r[0]: Prediction(*r) for r in rows if r[0] in known}
+
+
+def run_file_predictions(path: Path, known: set[str]) -> dict[str, Prediction]:
+    """The predictions stored in a sqlwright run file (see :func:`_read_run_file`)."""
+    return {r[0]: Prediction(*r[:6]) for r in _read_run_file(path) if r[0] in known}
+
+
+def run_file_candidates(path: Path, known: set[str]) -> dict[str, list[str]]:
+    """Per question, the distinct SQL of every candidate the pipeline tried (greedy, samples, repairs),
+    from the traces a run file keeps: more of the same model's predictions, failing ones included."""
+    out: dict[str, list[str]] = {}
+    for r in _read_run_file(path):
+        if r[0] not in known or not r[6]:
+            continue
+        sqls = [c.get("sql") for c in json.loads(r[6]).get("candidates") or []]
+        out[r[0]] = list(dict.fromkeys(q.strip() for q in sqls if q and q.strip()))
+    return out
 
 
 # --- the official verdicts, each in a worker process with a time limit -----------------------------
@@ -179,12 +201,44 @@ def readonly_copy(database_dir: Path, db_ids: set[str], into: Path) -> Path:
     return into
 
 
+def collect(paths: list[Path] | None, examples: list[Example], *, candidates: bool):
+    """The (question, SQL) pairs to judge, as examples with ids of their own and their predictions:
+    each distinct SQL of a question once, whichever file (or candidate list) it came from."""
+    sources = [load_predictions(p, examples) for p in paths] if paths else [load_predictions(None, examples)]
+    extra = [run_file_candidates(p, {e.id for e in examples}) for p in paths or [] if candidates
+             and p.suffix in (".sqlite", ".db")]
+    by_id = {e.id: e for e in examples}
+    pairs: dict[tuple[str, str], Prediction] = {}
+    no_sql = 0
+    for preds in sources:
+        for ex_id, p in preds.items():
+            if p.sql is None:
+                no_sql += 1
+            else:
+                pairs.setdefault((ex_id, p.sql.strip()), p)
+    for cands in extra:
+        for ex_id, sqls in cands.items():
+            for sql in sqls:
+                pairs.setdefault((ex_id, sql), Prediction(ex_id, sql))
+    out_examples, out_predictions = [], {}
+    order = {e.id: i for i, e in enumerate(examples)}
+    one_each = len(pairs) == len({k[0] for k in pairs})  # then the pairs keep their questions' ids
+    for n, ((ex_id, _), p) in enumerate(sorted(pairs.items(), key=lambda kv: order[kv[0][0]])):
+        e = by_id[ex_id]
+        pair_id = ex_id if one_each else f"{ex_id}#{n}"
+        out_examples.append(dataclasses.replace(e, id=pair_id, extra={**e.extra, "question_id": ex_id}))
+        out_predictions[pair_id] = dataclasses.replace(p, id=pair_id)
+    return out_examples, out_predictions, no_sql
+
+
 # --- main -----------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="a checkout of test-suite-sql-eval")
-    parser.add_argument("--predictions", type=Path, help="Spider lines, JSONL, or a sqlwright run file "
-                        "(.sqlite); default: the gold SQL itself")
+    parser.add_argument("--predictions", type=Path, nargs="+", help="Spider lines, JSONL, or sqlwright run "
+                        "files (.sqlite); several are pooled; default: the gold SQL itself")
+    parser.add_argument("--candidates", action="store_true", help="also every distinct candidate SQL kept in "
+                        "the run files' traces (greedy, samples, repairs), besides the final predictions")
     parser.add_argument("--data", type=Path, default=data_dir(), help="the Spider folder (dev.json, database/)")
     parser.add_argument("--out", type=Path, help="JSON summary (default: bench/results/"
                         "spider_official_agreement-<predictions>.json)")
@@ -200,16 +254,14 @@ def main() -> int:
         return 2
 
     with load_dataset("spider", args.data) as dataset:
-        examples = dataset.examples[: args.limit] if args.limit else list(dataset.examples)
-        predictions = load_predictions(args.predictions, examples)
-        no_sql = [e.id for e in examples if e.id in predictions and predictions[e.id].sql is None]
-        examples = [e for e in examples if e.id in predictions and predictions[e.id].sql is not None]
-        print(f"{len(examples)} questions with a predicted SQL ({len(no_sql)} without SQL not compared)")
+        base = dataset.examples[: args.limit] if args.limit else list(dataset.examples)
+        examples, predictions, no_sql = collect(args.predictions, base, candidates=args.candidates)
+        print(f"{len(examples)} (question, predicted SQL) pairs over {len({x.extra['question_id'] for x in examples})}"
+              f" questions ({no_sql} predictions without SQL not compared)")
 
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            summary = run_eval(dataset, {e.id: predictions[e.id] for e in examples},
-                               run_file=Path(tmp) / "run.sqlite", examples=examples,
+            summary = run_eval(dataset, predictions, run_file=Path(tmp) / "run.sqlite", examples=examples,
                                workers=args.workers, progress=False)
         ours = {v.id: v for v in summary.verdicts}
         ours_seconds = time.perf_counter() - start
@@ -229,7 +281,8 @@ def main() -> int:
         kind, value = official[e.id]
         off = value if kind == "ok" else 0
         v = ours[e.id]
-        row = {"id": e.id, "db": e.db, "gold": e.gold, "pred": predictions[e.id].sql,
+        row = {"id": e.id, "question_id": e.extra["question_id"], "db": e.db, "gold": e.gold,
+               "pred": predictions[e.id].sql,
                "official": off, "official_status": kind, "sqlwright": int(v.correct),
                "sqlwright_error": v.error or v.gold_error}
         if kind != "ok":
@@ -241,7 +294,7 @@ def main() -> int:
     agree = sum(r["official"] == r["sqlwright"] for r in rows)
     n = len(rows)
     pct = 100.0 * agree / n if n else 0.0
-    print(f"questions: {n}   agreement: {agree}/{n} = {pct:.2f} %")
+    print(f"pairs: {n}   agreement: {agree}/{n} = {pct:.2f} %")
     print(f"EX official {sum(r['official'] for r in rows) / max(n, 1):.4f}   "
           f"EX sqlwright {sum(r['sqlwright'] for r in rows) / max(n, 1):.4f}")
     print(f"seconds: sqlwright {ours_seconds:.1f}, official {official_seconds:.1f} ({args.workers} processes each)")
@@ -253,13 +306,16 @@ def main() -> int:
               f"{' (' + r['sqlwright_error'] + ')' if r['sqlwright_error'] else ''}{note}")
         print(f"  gold: {r['gold']}\n  pred: {r['pred']}")
 
-    stem = args.predictions.stem if args.predictions else "gold"
+    stem = "+".join(p.stem for p in args.predictions) if args.predictions else "gold"
+    stem += "-candidates" if args.candidates else ""
     out = args.out or RESULTS / f"spider_official_agreement-{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "predictions": str(args.predictions or "gold"),
-        "questions": n,
-        "without_sql": len(no_sql),
+        "predictions": [str(p) for p in args.predictions] if args.predictions else "gold",
+        "candidates": args.candidates,
+        "pairs": n,
+        "questions": len({r["question_id"] for r in rows}),
+        "without_sql": no_sql,
         "agree": agree,
         "agreement_pct": round(pct, 2),
         "official_ex": round(sum(r["official"] for r in rows) / max(n, 1), 4),

@@ -457,7 +457,10 @@ class CompareContext:
 @dataclass(frozen=True)
 class ComparisonRule:
     """A benchmark's comparison rule: how to turn the gold SQL into the queries to run, how to rewrite
-    any query before it runs, and how to judge a prediction's result against the gold results."""
+    any query before it runs, and how to judge a prediction's result against the gold results.
+
+    `match` must accept any of the gold results themselves: the runner counts a prediction whose
+    (rewritten) text is a gold query's as right without running or comparing it."""
 
     name: str
     match: Callable[[Sequence[Result], Result, CompareContext], bool]
