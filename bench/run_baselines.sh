@@ -4,7 +4,7 @@
 # interruption and each run resumes where it stopped (a finished run is re-summarised, not re-asked).
 #
 #   bench/run_baselines.sh                 # all runs, in priority order
-#   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-full   # only these
+#   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-full   # only these, in this order
 #
 # Then: .venv/bin/python bench/summarize_runs.py runs/<a>.sqlite runs/<b>.sqlite  (figures, JSON summaries)
 set -uo pipefail
@@ -18,21 +18,24 @@ RUNS=(
   "spider-s300-1.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-1.5b --greedy --sample 300 --seed 0"
   "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"
   "sqleval-postgres-1.5b-greedy|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --greedy"
-  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
   "spider-s100-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy --sample 100 --seed 0"
   "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --sample 100 --seed 0"
   "spider-s100-0.5b-full-no-samples|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 1 --sample 100 --seed 0"
   "spider-s100-0.5b-full-no-repair|spider --data $DATA/spider --model qwen2.5-coder-0.5b --repair-rounds 0 --sample 100 --seed 0"
   "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --no-values --sample 100 --seed 0"
-  "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
+  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
+  "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
 )
 
-want=("$@")
-for entry in "${RUNS[@]}"; do
-  name=${entry%%|*}
-  args=${entry#*|}
-  if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
+# Names on the command line: those runs, in that order; none: all, in the order above.
+declare -A ARGS
+names=()
+for entry in "${RUNS[@]}"; do ARGS[${entry%%|*}]=${entry#*|}; names+=("${entry%%|*}"); done
+if [ $# -gt 0 ]; then names=("$@"); fi
+for name in "${names[@]}"; do
+  args=${ARGS[$name]:-}
+  if [ -z "$args" ]; then echo "unknown run: $name (see RUNS in $0)" >&2; exit 2; fi
   echo "== $name: sqlwright eval $args  ($(date +%H:%M:%S))"
   # shellcheck disable=SC2086
   $SW eval $args --run-file "runs/$name.sqlite" --report "reports/$name" --no-progress --format json \
