@@ -9,7 +9,7 @@ so a runaway prediction cannot hang the bench). Prints seconds, EX and the speed
 runner at least 3x faster than the official script.
 
     .venv/bin/python bench/eval_speed.py [--official /tmp/official/test-suite-sql-eval]
-        [--predictions FILE] [--limit N] [--workers 2] [--repeat 3] [--out bench/results/X.json]
+        [--predictions FILE] [--wrap-gold] [--limit N] [--workers 2] [--repeat 3] [--out bench/results/X.json]
 
 Predictions: Spider lines, JSONL or a sqlwright run file (.sqlite: its stored predictions, which
 may cover a sample); default: the gold SQL itself. Only questions with a predicted SQL are timed.
@@ -80,6 +80,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--predictions", type=Path, help="a model's predictions (Spider lines, JSONL, a run "
                         "file); default: the gold SQL itself")
+    parser.add_argument("--wrap-gold", action="store_true", help="predict 'SELECT * FROM (<gold>)': the gold's "
+                        "answers under another text, so every prediction is run and compared (no shortcut)")
     parser.add_argument("--official", type=Path, help="a checkout of test-suite-sql-eval: time its "
                         "eval_exec_match serially in one process too")
     parser.add_argument("--official-timeout", type=float, default=60.0)
@@ -95,10 +97,14 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from spider_official_agreement import load_predictions
     from sqlwright.eval.datasets import load_dataset
+    from sqlwright.eval.types import Prediction
 
     with load_dataset("spider", spider) as dataset:
         examples = dataset.examples[: args.limit] if args.limit else list(dataset.examples)
         predictions = load_predictions(args.predictions, examples)
+        if args.wrap_gold:
+            predictions = {k: Prediction(k, f"SELECT * FROM ({p.sql.strip().rstrip(';')})")
+                           for k, p in predictions.items() if p.sql is not None}
         examples = [e for e in examples if e.id in predictions and predictions[e.id].sql is not None]
         times, summary = [], None
         for _ in range(max(1, args.repeat)):
@@ -114,7 +120,8 @@ def main() -> int:
         off = None
         if args.official:
             off = official(args.official, dataset, examples, predictions, args.official_timeout)
-    print(f"questions: {len(examples)} ({args.predictions or 'gold as predictions'})")
+    label = f"{args.predictions or 'gold as predictions'}{', wrapped' if args.wrap_gold else ''}"
+    print(f"questions: {len(examples)} ({label})")
     print(f"runner ({args.workers} workers): {fast:.2f} s (all runs: {', '.join(f'{t:.2f}' for t in times)}), "
           f"EX {summary.ex:.4f} (gold errors {summary.metrics['gold_errors']}, errors {summary.metrics['errors']})")
     if slow is not None:
@@ -125,6 +132,7 @@ def main() -> int:
     if args.out:
         figures = {
             "questions": len(examples), "predictions": str(args.predictions or "gold"),
+            "wrapped": args.wrap_gold,
             "runner_seconds": round(fast, 2), "runner_runs": [round(t, 2) for t in times],
             "runner_warm_median": round(statistics.median(times[1:]), 2) if len(times) > 1 else None,
             "runner_ex": round(summary.ex, 4), "workers": args.workers,
