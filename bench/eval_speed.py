@@ -9,10 +9,11 @@ so a runaway prediction cannot hang the bench). Prints seconds, EX and the speed
 runner at least 3x faster than the official script.
 
     .venv/bin/python bench/eval_speed.py [--official /tmp/official/test-suite-sql-eval]
-        [--predictions FILE] [--wrap-gold] [--limit N] [--workers 2] [--repeat 3] [--out bench/results/X.json]
+        [--predictions FILE ... [--candidates]] [--wrap-gold] [--limit N] [--workers 2] [--repeat 3] [--out bench/results/X.json]
 
-Predictions: Spider lines, JSONL or a sqlwright run file (.sqlite: its stored predictions, which
-may cover a sample); default: the gold SQL itself. Only questions with a predicted SQL are timed.
+Predictions: Spider lines, JSONL or sqlwright run files (.sqlite: their stored predictions, which
+may cover a sample; with --candidates also every candidate SQL of their traces, each distinct question
+and SQL once); default: the gold SQL itself. Only predictions with SQL are timed.
 Data: ../shared/data/spider (relative to the repo root; SQLWRIGHT_DATA overrides ../shared/data).
 """
 
@@ -78,8 +79,10 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--predictions", type=Path, help="a model's predictions (Spider lines, JSONL, a run "
-                        "file); default: the gold SQL itself")
+    parser.add_argument("--predictions", type=Path, nargs="+", help="a model's predictions (Spider lines, JSONL, "
+                        "run files; several are pooled); default: the gold SQL itself")
+    parser.add_argument("--candidates", action="store_true", help="also every candidate SQL kept in the run "
+                        "files' traces (each distinct question and SQL once)")
     parser.add_argument("--wrap-gold", action="store_true", help="predict 'SELECT * FROM (<gold>)': the gold's "
                         "answers under another text, so every prediction is run and compared (no shortcut)")
     parser.add_argument("--official", type=Path, help="a checkout of test-suite-sql-eval: time its "
@@ -95,13 +98,13 @@ def main() -> int:
         print(f"no Spider data at {spider}; set SQLWRIGHT_DATA", file=sys.stderr)
         return 2
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from spider_official_agreement import load_predictions
+    from spider_official_agreement import collect
     from sqlwright.eval.datasets import load_dataset
     from sqlwright.eval.types import Prediction
 
     with load_dataset("spider", spider) as dataset:
         examples = dataset.examples[: args.limit] if args.limit else list(dataset.examples)
-        predictions = load_predictions(args.predictions, examples)
+        examples, predictions, _ = collect(args.predictions, examples, candidates=args.candidates)
         if args.wrap_gold:
             predictions = {k: Prediction(k, f"SELECT * FROM ({p.sql.strip().rstrip(';')})")
                            for k, p in predictions.items() if p.sql is not None}
@@ -120,7 +123,8 @@ def main() -> int:
         off = None
         if args.official:
             off = official(args.official, dataset, examples, predictions, args.official_timeout)
-    label = f"{args.predictions or 'gold as predictions'}{', wrapped' if args.wrap_gold else ''}"
+    names = " + ".join(str(p) for p in args.predictions) if args.predictions else "gold as predictions"
+    label = f"{names}{' with candidates' if args.candidates else ''}{', wrapped' if args.wrap_gold else ''}"
     print(f"questions: {len(examples)} ({label})")
     print(f"runner ({args.workers} workers): {fast:.2f} s (all runs: {', '.join(f'{t:.2f}' for t in times)}), "
           f"EX {summary.ex:.4f} (gold errors {summary.metrics['gold_errors']}, errors {summary.metrics['errors']})")
@@ -131,7 +135,7 @@ def main() -> int:
               f"{f', {off[2]} stopped at the time limit' if off[2] else ''}   speed-up {off[0] / fast:.1f}x")
     if args.out:
         figures = {
-            "questions": len(examples), "predictions": str(args.predictions or "gold"),
+            "questions": len(examples), "predictions": names, "candidates": args.candidates,
             "wrapped": args.wrap_gold,
             "runner_seconds": round(fast, 2), "runner_runs": [round(t, 2) for t in times],
             "runner_warm_median": round(statistics.median(times[1:]), 2) if len(times) > 1 else None,

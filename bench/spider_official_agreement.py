@@ -297,6 +297,9 @@ def main() -> int:
     print(f"pairs: {n}   agreement: {agree}/{n} = {pct:.2f} %")
     print(f"EX official {sum(r['official'] for r in rows) / max(n, 1):.4f}   "
           f"EX sqlwright {sum(r['sqlwright'] for r in rows) / max(n, 1):.4f}")
+    errors = [r["sqlwright_error"] for r in rows if r["sqlwright_error"]]
+    print(f"predictions that failed to run in sqlwright: {len(errors)} "
+          f"({sum(e.startswith('Refused') for e in errors)} refused by the guard)")
     print(f"seconds: sqlwright {ours_seconds:.1f}, official {official_seconds:.1f} ({args.workers} processes each)")
     for r in unsure:
         print(f"official {r['official_status']} on #{r['id']} ({r['db']}), counted as 0: {r['official_error']}")
@@ -320,6 +323,8 @@ def main() -> int:
         "agreement_pct": round(pct, 2),
         "official_ex": round(sum(r["official"] for r in rows) / max(n, 1), 4),
         "sqlwright_ex": round(sum(r["sqlwright"] for r in rows) / max(n, 1), 4),
+        "sqlwright_errors": sum(bool(r["sqlwright_error"]) for r in rows),
+        "sqlwright_refused": sum((r["sqlwright_error"] or "").startswith("Refused") for r in rows),
         "official_timeouts": sum(r["official_status"] == "timeout" for r in rows),
         "official_errors": sum(r["official_status"] not in ("ok", "timeout") for r in rows),
         "timeout": args.timeout,
