@@ -7,6 +7,8 @@
 #   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-full   # only these, in this order
 #
 # Then: .venv/bin/python bench/summarize_runs.py runs/<a>.sqlite runs/<b>.sqlite  (figures, JSON summaries)
+#       .venv/bin/python bench/revote.py runs/<full>.sqlite   (the ablation of samples and repair, from the
+#       full run's own candidates: no run with --candidates K or --repair-rounds 0 is needed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SW=.venv/bin/sqlwright
@@ -20,8 +22,6 @@ RUNS=(
   "sqleval-postgres-1.5b-greedy|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --greedy"
   "spider-s100-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy --sample 100 --seed 0"
   "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --sample 100 --seed 0"
-  "spider-s100-0.5b-full-no-samples|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 1 --sample 100 --seed 0"
-  "spider-s100-0.5b-full-no-repair|spider --data $DATA/spider --model qwen2.5-coder-0.5b --repair-rounds 0 --sample 100 --seed 0"
   "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --no-values --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
   "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
