@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # The model runs behind the README's benchmark tables, one after another (each uses both cores).
+# The "full" runs use the superset of the default pipeline (4 candidates, every failure repaired):
+# bench/revote.py derives the default (3 candidates, repair only when none ran) and each stage's
+# ablation from their candidates.
 # Every run writes its verdicts to runs/<name>.sqlite as it goes: run this script again after an
 # interruption and each run resumes where it stopped (a finished run is re-summarised, not re-asked).
 #
@@ -18,13 +21,13 @@ mkdir -p runs
 # name | arguments of `sqlwright eval`
 RUNS=(
   "spider-s300-1.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-1.5b --greedy --sample 300 --seed 0"
-  "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"
+  "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --candidates 4 --repair-all --sample 300 --seed 0"
   "sqleval-postgres-1.5b-greedy|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --greedy"
   "spider-s100-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy --sample 100 --seed 0"
-  "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --sample 100 --seed 0"
-  "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --no-values --sample 100 --seed 0"
+  "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --sample 100 --seed 0"
+  "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --no-values --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
-  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
+  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --candidates 4 --repair-all"
   "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
 )
 

@@ -182,7 +182,7 @@ def test_a_repair_without_sql_keeps_the_other_candidates_answer(concert, engine_
         fenced("SELECT count(DISTINCT kind) FROM singer"),
         fenced("SELECT count(DISTINCT Country) FROM singer"),
         "-- UNANSWERABLE: The query failed with this database error: no such column: kind",
-    ], candidates=2, repair_rounds=1)
+    ], candidates=2, repair_rounds=1, repair_when="any-failure")
     answer = engine.ask(concert, "How many different countries do singers come from?")
     assert not answer.abstained
     assert set(answer.rows) == gold(concert, "SELECT count(DISTINCT Country) FROM singer")
@@ -193,7 +193,7 @@ def test_empty_result_is_suspicious_and_repaired(concert, engine_for) -> None:
     engine, llm = engine_for([
         fenced("SELECT name FROM singer WHERE country = 'france'"),  # wrong case: no rows
         fenced("SELECT name FROM singer WHERE country = 'France'"),
-    ], candidates=1, repair_rounds=1)
+    ], candidates=1, repair_rounds=1, repair_when="any-failure")
     answer = engine.ask(concert, "Which singers are from France?")
     assert answer.candidates[0].rows == ()
     assert "returned no rows" in llm.requests[1]["messages"][3]["content"]
@@ -202,7 +202,7 @@ def test_empty_result_is_suspicious_and_repaired(concert, engine_for) -> None:
 
 def test_yes_no_question_with_empty_result_is_not_repaired(concert, engine_for) -> None:
     engine, llm = engine_for([fenced("SELECT name FROM singer WHERE age > 100")],
-                             candidates=1, repair_rounds=1)
+                             candidates=1, repair_rounds=1, repair_when="any-failure")
     answer = engine.ask(concert, "Is there a singer older than 100?")
     assert len(llm.requests) == 1 and answer.rows == () and not answer.abstained
 
@@ -224,10 +224,21 @@ def test_repair_is_skipped_when_it_cannot_change_the_vote(concert, engine_for) -
         fenced("SELECT count(*) FROM singer"),
         fenced("SELECT count(Singer_ID) FROM singer"),
         fenced("SELECT count(*) FROM singers"),
-    ], candidates=4, repair_rounds=1)
+    ], candidates=4, repair_rounds=1, repair_when="any-failure")
     answer = engine.ask(concert, "How many singers are there?")
     assert len(llm.requests) == 2  # generation only
     assert answer.confidence == 0.75 and answer.rows == ((6,),)
+
+
+def test_by_default_only_a_question_without_any_working_candidate_is_repaired(concert, engine_for) -> None:
+    engine, llm = engine_for([
+        fenced("SELECT count(*) FROM singers"),  # fails, but a sample runs: no repair
+        fenced("SELECT count(*) FROM singer"),
+        fenced("SELECT name FROM singer WHERE country = 'france'"),  # empty: not repaired either
+    ], candidates=3, repair_rounds=1)
+    answer = engine.ask(concert, "How many singers are there?")
+    assert len(llm.requests) == 2 and answer.rows == ((6,),)
+    assert [c.origin for c in answer.candidates] == ["greedy", "sample-1", "sample-2"]
 
 
 def test_repairs_are_distinct_and_capped(concert, engine_for) -> None:

@@ -23,6 +23,8 @@ def _connect(db: str, **kwargs):
 # The ask pipeline's options, declared once for `ask` and `eval`.
 CANDIDATES = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidates per question.")
 REPAIR_ROUNDS = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL.")
+REPAIR_ALL = typer.Option(False, "--repair-all",
+                          help="Repair every failing or suspicious candidate, not only when none ran.")
 NO_LINKING = typer.Option(False, "--no-linking", help="Never prune the schema.")
 NO_VALUES = typer.Option(False, "--no-values", help="No hints of database values the question names.")
 ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
@@ -32,7 +34,8 @@ GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (
 
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
-                       abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False) -> dict:
+                       abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False,
+                       repair_all: bool = False) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
     from sqlwright.pipeline import AskOptions
 
@@ -46,6 +49,8 @@ def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_lin
         values["linking"] = False
     if no_values:
         values["values"] = False
+    if repair_all:
+        values["repair_when"] = "any-failure"
     if cot:
         values["cot"] = True
     return values
@@ -63,6 +68,7 @@ def ask(
     explain: bool = typer.Option(False, "--explain", help="Show candidates, results, votes, repairs, timings."),
     candidates: int = CANDIDATES,
     repair_rounds: int = REPAIR_ROUNDS,
+    repair_all: bool = REPAIR_ALL,
     no_linking: bool = NO_LINKING,
     no_values: bool = NO_VALUES,
     abstain_below: float = ABSTAIN_BELOW,
@@ -78,7 +84,7 @@ def ask(
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                                    no_values))
+                                                    no_values, repair_all))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows,
                   base_url=base_url) as conn:
         if fmt is not OutputFormat.json:

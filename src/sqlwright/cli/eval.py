@@ -18,6 +18,7 @@ from sqlwright.cli.ask import (
     GREEDY,
     NO_LINKING,
     NO_VALUES,
+    REPAIR_ALL,
     REPAIR_ROUNDS,
     pipeline_overrides,
 )
@@ -118,6 +119,7 @@ def _make_command(kind: str):
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
         candidates: int = CANDIDATES,
         repair_rounds: int = REPAIR_ROUNDS,
+        repair_all: bool = REPAIR_ALL,
         no_linking: bool = NO_LINKING,
         no_values: bool = NO_VALUES,
         abstain_below: float = ABSTAIN_BELOW,
@@ -134,7 +136,7 @@ def _make_command(kind: str):
         if resume and run_file is not None:
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                      no_values)
+                                      no_values, repair_all)
         with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root) as dataset:
             examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
             if not examples:

@@ -5,7 +5,9 @@ or looks wrong (no rows although the question asks for data; only NULLs). The fo
 the SQL and what happened; the reply joins the pool as ``repair-of-<i>`` and replaces candidate i in
 the vote (see select.py).
 
-Kept cheap: one model call per *distinct* failing SQL (its repair is credited to every duplicate, as
+By default (`only_without_answer`) repair runs only when no candidate ran: on Spider dev, repairing the
+failing minority beside a working majority rarely changed the answer and cost ~45% more time per
+question (bench/revote.py). Kept cheap either way: one model call per *distinct* failing SQL (its repair is credited to every duplicate, as
 duplicates count as votes), at most `max_repairs` calls per question, and no call at all when the
 repairs could not change the vote's outcome (nor lift the confidence to the abstention threshold).
 """
@@ -94,16 +96,21 @@ def repair_candidates(
     seed: int | None = None,
     abstain_below: float = 0.0,
     usage: Usage | None = None,
+    only_without_answer: bool = False,
 ) -> list[Candidate]:
     """The pool with repair candidates appended. `messages` are the prompt the pool was generated from.
 
     Each round repairs the candidates that need it and were not tried yet (in round 2, the failing
-    repairs of round 1), up to `max_repairs` model calls in all."""
+    repairs of round 1), up to `max_repairs` model calls in all. With `only_without_answer`, a round
+    runs only while no voting candidate has executed successfully."""
     pool = list(pool)
     dialect = executor.db.dialect
     attempted: set[int] = set()
     calls = 0
     for round_no in range(1, rounds + 1):
+        if only_without_answer and group_counts(pool, dialect):
+            log.debug("repair round %d skipped: a candidate ran", round_no)
+            break
         targets: dict[str, tuple[list[int], str]] = {}  # normalised SQL -> (indices, observation)
         for i, cand in enumerate(pool):
             if i in attempted:
