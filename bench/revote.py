@@ -155,6 +155,7 @@ def main() -> int:
                     "ex_without_wta_1": summary.metrics.get("excluding", {}).get("ex"),
                     "seconds_mean": round(statistics.mean(secs), 2),
                     "seconds_median": round(statistics.median(secs), 2),
+                    "by_difficulty": {k: round(v["ex"], 4) for k, v in summary.metrics["by_difficulty"].items()},
                 }
     with open_run_file(args.run, must_exist=True) as store:
         run_ex = sum(v.correct for _, v in store.verdicts() if v.id in traced) / len(examples)
