@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from sqlwright.errors import DatasetError
 from sqlwright.eval.datasets import load_dataset
 from sqlwright.eval.datasets.materialize import LoadInfo, SqlEvalMaterializer, read_tables
 
-TEST_PREFIX = "sqlwright_test_sqleval_"
+# One prefix per test process: two test sessions at once must not drop each other's databases.
+TEST_PREFIX = f"sqlwright_test_sqleval_{os.getpid()}_"
 DBS = ("restaurants", "geography", "broker")
 DIALECTS = ("postgres", "sqlite", "mysql")
 # MariaDB (unlike MySQL 8) refuses an aggregate's alias inside an ORDER BY expression
@@ -166,7 +168,7 @@ def test_gold_queries_run(data_dir, built, dialect):
 def test_reload_makes_a_new_sqlite_copy_and_prunes_the_old(data_dir, tmp_path):
     def fresh() -> SqlEvalMaterializer:
         return SqlEvalMaterializer(
-            data_dir / "sqleval" / "databases", prefix="sqlwright_test_reload_", cache_dir=tmp_path, reuse=False
+            data_dir / "sqleval" / "databases", prefix=f"sqlwright_test_reload_{os.getpid()}_", cache_dir=tmp_path, reuse=False
         )
 
     first_run = fresh()
