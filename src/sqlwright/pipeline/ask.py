@@ -46,13 +46,13 @@ class AskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     candidates: int = Field(3, ge=1, le=64, description="SQL candidates per question (1 greedy + samples). "
-                            "3 matched 4 on Spider dev with the 1.5B model at 80% of the time (bench/revote.py).")
+                            "3 did as well as 4 on Spider dev with the 1.5B model in 82% of the time (bench/revote.py).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the extra candidates.")
     repair_rounds: int = Field(1, ge=0, le=5, description="Times a failing or suspicious SQL is sent back.")
     max_repairs: int = Field(2, ge=0, description="Repair calls to the model per question, at most.")
     repair_when: Literal["no-answer", "any-failure"] = Field(
         "no-answer", description="Repair only when no candidate ran ('no-answer'), or every failing or "
-        "suspicious candidate ('any-failure': +0.5 EX point on Spider dev with the 1.5B model for +45% time).")
+        "suspicious candidate ('any-failure': +0.7 EX point on Spider dev with the 1.5B model for +40% time).")
     linking: bool = Field(True, description="Prune the schema when its rendering exceeds schema_budget_tokens.")
     values: bool = Field(True, description="Look up database values the question names; hint them.")
     abstain_below: float = Field(0.0, ge=0.0, le=1.0,
