@@ -5,9 +5,10 @@ or looks wrong (no rows although the question asks for data; only NULLs). The fo
 the SQL and what happened; the reply joins the pool as ``repair-of-<i>`` and replaces candidate i in
 the vote (see select.py).
 
-By default (`only_without_answer`) repair runs only when no candidate ran: on Spider dev, repairing the
-failing minority beside a working majority rarely changed the answer (+0.7 EX points) and cost 40% more time
-per question (bench/revote.py). Kept cheap either way: one model call per *distinct* failing SQL (its repair is credited to every duplicate, as
+The pipeline's default (`AskOptions.repair_when="no-answer"`, here `only_without_answer`) repairs only
+when no candidate ran: on Spider dev, repairing the failing minority beside a working majority rarely
+changed the answer (+0.7 EX points) and cost 40% more time per question (bench/revote.py). Kept cheap
+either way: one model call per *distinct* failing SQL (its repair is credited to every duplicate, as
 duplicates count as votes), at most `max_repairs` calls per question, and no call at all when the
 repairs could not change the vote's outcome (nor lift the confidence to the abstention threshold).
 """
