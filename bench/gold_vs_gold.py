@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlwright.cli.eval import UNRELIABLE_DBS
 from sqlwright.db import open_database
 from sqlwright.errors import SqlwrightError
 from sqlwright.eval.datasets import Dataset, load_dataset
@@ -39,7 +40,6 @@ SUITES = {
     "sqleval-sqlite": ("sqleval", "sqleval", "sqlite"),
     "sqleval-mysql": ("sqleval", "sqleval", "mysql"),
 }
-UNRELIABLE_DBS = {"spider": ["wta_1"]}  # rebuilt database with an empty table (see the data README)
 
 
 def first_gold(example: Example) -> str:
@@ -91,7 +91,7 @@ def gold_as_predictions(dataset: Dataset, workers: int, timeout: float) -> dict 
         if not v.correct
     ]
     result = {"ex": summary.ex, "n": len(summary.pairs), "not_correct": wrong}
-    for db in UNRELIABLE_DBS.get(dataset.kind, []):
+    for db in UNRELIABLE_DBS.get(dataset.kind, ()):
         kept = [(e, v) for e, v in summary.pairs if e.db != db]
         result[f"ex_without_{db}"] = sum(v.correct for _, v in kept) / len(kept) if kept else None
     return result

@@ -31,6 +31,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
+from sqlwright.cli.eval import UNRELIABLE_DBS
 from sqlwright.db import open_database
 from sqlwright.eval.datasets import load_dataset
 from sqlwright.eval.runfile import open_run_file
@@ -40,8 +41,6 @@ from sqlwright.pipeline.abstain import abstention_reason
 from sqlwright.pipeline.execute import Executor
 from sqlwright.pipeline.generate import Draft
 from sqlwright.pipeline.select import repaired_from, vote_by_result
-
-UNRELIABLE_DBS = ("wta_1",)
 
 
 def _sample_number(origin: str) -> int | None:
@@ -148,7 +147,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for name, preds in chosen.items():
                 summary = run_eval(dataset, preds, run_file=Path(tmp) / f"{name}.sqlite", examples=examples,
-                                   workers=0, progress=False, exclude_dbs=UNRELIABLE_DBS)
+                                   workers=0, progress=False, exclude_dbs=UNRELIABLE_DBS.get(config["kind"], ()))
                 secs = [p.seconds for p in preds.values()]
                 results[name] = {
                     "ex": round(summary.metrics["ex"], 4),

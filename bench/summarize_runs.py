@@ -15,11 +15,11 @@ import json
 import sys
 from pathlib import Path
 
+from sqlwright.cli.eval import UNRELIABLE_DBS
 from sqlwright.eval.metrics import summarize
 from sqlwright.eval.runner import summary_from_run_file
 
 ROOT = Path(__file__).resolve().parents[1]
-UNRELIABLE_DBS = ("wta_1",)
 
 
 def _fmt(x: float | None, pct: bool = True) -> str:
@@ -42,7 +42,7 @@ def main() -> int:
     rows = []
     for run, s in zip(args.runs, summaries, strict=True):
         pairs = [(e, v) for e, v in s.pairs if common is None or e.id in common]
-        metrics = summarize(pairs, exclude_dbs=UNRELIABLE_DBS)
+        metrics = summarize(pairs, exclude_dbs=UNRELIABLE_DBS.get(s.config.get("kind"), ()))
         pipeline = s.config.get("pipeline") or {}
         result = {
             "run": run.stem, "dataset": s.config.get("dataset"), "model": s.config.get("model"),
