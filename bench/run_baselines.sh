@@ -2,12 +2,12 @@
 # The model runs behind the README's benchmark tables, one after another (each uses both cores).
 # The "full" runs use the superset of the default pipeline (4 candidates, every failure repaired):
 # bench/revote.py derives the default (3 candidates, repair only when none ran) and each stage's
-# ablation from their candidates.
+# ablation from their candidates. "default" runs are the default pipeline itself (what `ask` does).
 # Every run writes its verdicts to runs/<name>.sqlite as it goes: run this script again after an
 # interruption and each run resumes where it stopped (a finished run is re-summarised, not re-asked).
 #
 #   bench/run_baselines.sh                 # all runs, in priority order
-#   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-full   # only these, in this order
+#   bench/run_baselines.sh spider-s300-1.5b-greedy sqleval-postgres-1.5b-default   # only these, in this order
 #
 # Then: .venv/bin/python bench/summarize_runs.py runs/<a>.sqlite runs/<b>.sqlite  (figures, JSON summaries)
 #       .venv/bin/python bench/revote.py runs/<full>.sqlite   (the ablation of samples and repair, from the
@@ -27,7 +27,8 @@ RUNS=(
   "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --sample 100 --seed 0"
   "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --no-values --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
-  "sqleval-postgres-1.5b-full|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --candidates 4 --repair-all"
+  "sqleval-postgres-1.5b-default|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
+  "spider-dev-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy"
   "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
 )
 
