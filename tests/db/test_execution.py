@@ -57,6 +57,15 @@ def test_huge_result_is_capped_without_being_fetched(opened):
     assert time.perf_counter() - start < 5
 
 
+def test_capped_results_leave_the_session_usable(opened):
+    """A capped result's remaining rows are dropped (MySQL: its statement is stopped); whatever the
+    result's size, the next statements run normally."""
+    for sql in ("SELECT a.n, b.n FROM nums a, nums b", "SELECT n FROM nums WHERE n < 3"):
+        for _ in range(3):
+            assert opened.execute(sql, max_rows=2).truncated
+            assert opened.execute("SELECT count(*) FROM singer").rows == ((5,),)
+
+
 def test_errors_become_query_failed_and_session_survives(opened):
     with pytest.raises(QueryFailed) as info:
         opened.execute("SELECT no_such_column FROM singer")
