@@ -28,6 +28,7 @@ RUNS=(
   "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --no-values --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
   "sqleval-postgres-1.5b-default|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
+  "spider-s300-1.5b-default|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"
   "spider-dev-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy"
   "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
 )
