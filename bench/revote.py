@@ -92,6 +92,13 @@ def seconds_for(policy: str, timings: dict, n_samples: int) -> float:
     return without_repair - samples * (1 - k / max(1, n_samples))
 
 
+def tokens_for(subset: list) -> tuple[int, int]:
+    """Prompt and completion tokens of the model calls behind `subset`: each call's prompt once (the
+    samples of a question come from one call sharing one prompt), every candidate's completion."""
+    calls = {("samples" if (_sample_number(c.origin) or 0) > 0 else c.origin): c.prompt_tokens for c in subset}
+    return sum(calls.values()), sum(c.completion_tokens for c in subset)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run file of the full pipeline")
@@ -125,13 +132,21 @@ def main() -> int:
                 db = databases[e.db] = open_database(dataset.database_url(e.db))
             trace = traced[e.id].trace
             executor = Executor(db)
-            drafts = [Draft(c["origin"], c["sql"] or None, "", c.get("unanswerable"), c.get("mean_logprob"))
+            drafts = [Draft(c["origin"], c["sql"] or None, "", c.get("unanswerable"), c.get("mean_logprob"),
+                            c.get("prompt_tokens", 0), c.get("completion_tokens", 0))
                       for c in trace["candidates"]]
             pool = executor.candidates(drafts)
+            # candidates' own token counts are in traces from 2026-11-29 on; before, only the totals
+            counted = all("completion_tokens" in c for c in trace["candidates"])
             for name, keep in rules.items():
                 subset = [c for c in pool if keep(c.origin)]
                 seconds = seconds_for(name, trace["timings"], n_samples)
-                chosen[name][e.id] = Prediction(e.id, _answer(subset, db.dialect), seconds=seconds)
+                if name == "as-run":
+                    tokens = trace["prompt_tokens"], trace["completion_tokens"]
+                else:
+                    tokens = tokens_for(subset) if counted else (None, None)
+                chosen[name][e.id] = Prediction(e.id, _answer(subset, db.dialect), seconds=seconds,
+                                                prompt_tokens=tokens[0], completion_tokens=tokens[1])
                 if name == "as-run":
                     continue
                 # +rescue: the subset's own repairs, only when none of its candidates ran
@@ -139,7 +154,9 @@ def main() -> int:
                     originals = {i for i, c in enumerate(pool) if keep(c.origin)}
                     subset = subset + [c for c in pool if repaired_from(c.origin) in originals]
                     seconds += trace["timings"].get("repair", 0.0)
-                chosen[f"{name} +rescue"][e.id] = Prediction(e.id, _answer(subset, db.dialect), seconds=seconds)
+                tokens = tokens_for(subset) if counted else (None, None)
+                chosen[f"{name} +rescue"][e.id] = Prediction(e.id, _answer(subset, db.dialect), seconds=seconds,
+                                                             prompt_tokens=tokens[0], completion_tokens=tokens[1])
         for db in databases.values():
             db.close()
 
@@ -149,7 +166,11 @@ def main() -> int:
                 summary = run_eval(dataset, preds, run_file=Path(tmp) / f"{name}.sqlite", examples=examples,
                                    workers=0, progress=False, exclude_dbs=UNRELIABLE_DBS.get(config["kind"], ()))
                 secs = [p.seconds for p in preds.values()]
+                prompt = [p.prompt_tokens for p in preds.values()]
+                completion = [p.completion_tokens for p in preds.values()]
                 results[name] = {
+                    "prompt_tokens_mean": None if None in prompt else round(statistics.mean(prompt)),
+                    "completion_tokens_mean": None if None in completion else round(statistics.mean(completion)),
                     "ex": round(summary.metrics["ex"], 4),
                     "ex_without_wta_1": summary.metrics.get("excluding", {}).get("ex"),
                     "seconds_mean": round(statistics.mean(secs), 2),
@@ -162,10 +183,12 @@ def main() -> int:
            "run_ex": round(run_ex, 4), "policies": results,
            "command": f"bench/revote.py {args.run}"}
     print(f"{args.run.stem}: {len(examples)} questions, run's own EX {100 * run_ex:.1f}%")
-    print("| policy | EX % | s/question (mean, median) |")
-    print("|---|---|---|")
+    print("| policy | EX % | s/question (mean, median) | tokens/question in, out (mean) |")
+    print("|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {100 * r['ex']:.1f} | {r['seconds_mean']:.2f}, {r['seconds_median']:.2f} |")
+        tokens = ("–" if r["prompt_tokens_mean"] is None
+                  else f"{r['prompt_tokens_mean']:,}, {r['completion_tokens_mean']:,}")
+        print(f"| {name} | {100 * r['ex']:.1f} | {r['seconds_mean']:.2f}, {r['seconds_median']:.2f} | {tokens} |")
     if args.out:
         args.out.write_text(json.dumps(out, indent=2) + "\n")
     return 0

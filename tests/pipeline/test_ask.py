@@ -157,6 +157,23 @@ def test_refused_sql_never_runs_and_becomes_a_failed_candidate(spider_db, tmp_pa
     assert sqlite3.connect(path).execute("SELECT count(*) FROM singer").fetchone() == before
 
 
+def test_each_candidate_carries_its_calls_tokens(concert, engine_for) -> None:
+    """Per-candidate token counts (kept in the trace) add up to the answer's usage: a call's prompt once,
+    every completion's tokens."""
+    engine, llm = engine_for([
+        fenced("SELECT nme FROM singer"),
+        fenced("SELECT name FROM singer"),
+    ], candidates=1, repair_rounds=1, repair_when="any-failure")
+    answer = engine.ask(concert, "List the singers' names.")
+    trace = answer.to_dict()["candidates"]
+    assert [c["origin"] for c in trace] == ["greedy", "repair-of-0"]
+    assert all(c["prompt_tokens"] > 0 and c["completion_tokens"] > 0 for c in trace)
+    assert trace[1]["prompt_tokens"] > trace[0]["prompt_tokens"]  # the repair prompt holds the first exchange
+    assert sum(c["prompt_tokens"] for c in trace) == answer.prompt_tokens
+    assert sum(c["completion_tokens"] for c in trace) == answer.completion_tokens
+    assert trace[0]["completion_tokens"] == llm.count_tokens(fenced("SELECT nme FROM singer"))
+
+
 def test_repair_fixes_a_failing_sql_and_joins_the_pool(concert, engine_for) -> None:
     engine, llm = engine_for([
         fenced("SELECT nme FROM singer WHERE country = 'France'"),

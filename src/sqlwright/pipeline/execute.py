@@ -88,11 +88,14 @@ class Executor:
             error = NO_SQL_ERROR if draft.unanswerable is None else f"{UNANSWERABLE_ERROR}: {draft.unanswerable}"
             return Candidate(sql="", origin=draft.origin, error=error,
                              mean_logprob=draft.mean_logprob, unanswerable=draft.unanswerable,
+                             prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                              reply=draft.reply)
         out = self.outcome(draft.sql)
         return Candidate(sql=draft.sql, origin=draft.origin, columns=out.columns, rows=out.rows,
                          error=out.error, truncated=out.truncated, mean_logprob=draft.mean_logprob,
-                         seconds=out.seconds, unanswerable=draft.unanswerable, reply=draft.reply)
+                         seconds=out.seconds, unanswerable=draft.unanswerable,
+                         prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
+                         reply=draft.reply)
 
     def candidates(self, drafts: list[Draft]) -> list[Candidate]:
         return [self.candidate(d) for d in drafts]

@@ -33,6 +33,8 @@ class Draft:
     reply: str
     unanswerable: str | None = None
     mean_logprob: float | None = None
+    prompt_tokens: int = 0  # of the call that produced it (samples of one call share that prompt)
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -75,7 +77,8 @@ def sqlglot_dialect(dialect: str) -> str:
 def draft_from_completion(origin: str, completion: Completion) -> Draft:
     """Parse one completion into a draft."""
     parsed = parse_reply(completion.text)
-    return Draft(origin, parsed.sql, completion.text, parsed.unanswerable, completion.mean_logprob)
+    return Draft(origin, parsed.sql, completion.text, parsed.unanswerable, completion.mean_logprob,
+                 completion.prompt_tokens, completion.completion_tokens)
 
 
 def sample_origins(n: int, *, cot: bool) -> list[str]:

@@ -17,6 +17,8 @@ class Candidate:
     group: int | None = None  # index of its execution-result group after the vote
     seconds: float = 0.0
     unanswerable: str | None = None  # the model's reason when it replied the question cannot be answered
+    prompt_tokens: int = 0  # of the model call that produced it (a call's samples share one prompt)
+    completion_tokens: int = 0
     reply: str | None = field(default=None, repr=False, compare=False)  # the model's raw reply text
 
     @property
@@ -61,6 +63,8 @@ class Answer:
                     "group": c.group,
                     "mean_logprob": c.mean_logprob,
                     "unanswerable": c.unanswerable,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
                 }
                 for c in self.candidates
             ],
