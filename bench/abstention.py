@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -104,13 +105,16 @@ def main() -> int:
     (ROOT / "runs").mkdir(exist_ok=True)
     rows = answer_all(items, engine, ROOT / "runs" / f"abstention-{args.model}.jsonl")
     n = len(rows)
-    thresholds = sorted({0.0, *(round(r["confidence"] + 1e-9, 6) for r in rows)})
+    # `abstain_below=t` answers when confidence >= t: the distinct confidences are every distinct choice.
+    thresholds = sorted({0.0, *(r["confidence"] for r in rows)})
     table = {}
     for c in PENALTIES:
         penalty = n if c == "N" else c
         best = max(thresholds, key=lambda t, p=penalty: (score(rows, t, p), -t))
-        table[str(c)] = {"never": round(score(rows, 0.0, penalty), 4), "best_threshold": best,
-                         "best": round(score(rows, best, penalty), 4)}
+        table[str(c)] = {"never": round(score(rows, 0.0, penalty), 4),
+                         "best_threshold": math.floor(best * 1e4) / 1e4,  # rounded down: same choice
+                         "best": round(score(rows, best, penalty), 4),
+                         "by_threshold": {f"{t:.4f}": round(score(rows, t, penalty), 4) for t in thresholds}}
     infeasible = [r for r in rows if not r["feasible"]]
     result = {
         "model": args.model, "questions": n, "infeasible": len(infeasible),
