@@ -19,6 +19,7 @@ Seconds per question: ``as-run`` is the measured total; the others subtract the 
 (repair; the samples' generation, pro rata for K-1 of the run's samples).
 
     .venv/bin/python bench/revote.py runs/spider-s300-1.5b-full.sqlite [--out bench/results/revote-….json]
+        [--only-done-in runs/other.sqlite]   # only the questions another (partial) run has done
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run file of the full pipeline")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--only-done-in", type=Path, metavar="RUN", help="only the questions this other run "
+                        "file has verdicts for (to compare with a partial run on equal ground)")
     args = parser.parse_args()
 
     with open_run_file(args.run, must_exist=True) as store:
@@ -110,6 +113,10 @@ def main() -> int:
         predictions = store.predictions()
         done = {e.id: e for e, _ in store.verdicts()}
     traced = {k: p for k, p in predictions.items() if p.trace and k in done}
+    if args.only_done_in:
+        with open_run_file(args.only_done_in, must_exist=True) as other:
+            others = {e.id for e, _ in other.verdicts()}
+        traced = {k: p for k, p in traced.items() if k in others}
     if not traced:
         print(f"{args.run}: no traced model answers (a predictions-file run, or one from before traces)",
               file=sys.stderr)
@@ -181,7 +188,7 @@ def main() -> int:
         run_ex = sum(v.correct for _, v in store.verdicts() if v.id in traced) / len(examples)
     out = {"run": args.run.stem, "model": config.get("model"), "questions": len(examples),
            "run_ex": round(run_ex, 4), "policies": results,
-           "command": f"bench/revote.py {args.run}"}
+           "command": " ".join(["bench/revote.py", *sys.argv[1:]])}
     print(f"{args.run.stem}: {len(examples)} questions, run's own EX {100 * run_ex:.1f}%")
     print("| policy | EX % | s/question (mean, median) | tokens/question in, out (mean) |")
     print("|---|---|---|---|")
