@@ -1,6 +1,8 @@
 """What each stage of a full-pipeline run is worth, from the run's own candidates (no model calls).
 
-A run of `sqlwright eval … --model M` (the full pipeline) keeps every answer's candidates in its run file:
+A run of `sqlwright eval … --model M --all-candidates` (every candidate drawn: without it the pipeline stops
+drawing once the vote is decided, and such a run cannot be replayed) keeps every answer's candidates in its
+run file:
 their SQL, origin (greedy, sample-i, repair-of-i) and mean log-probability. This script re-executes those
 candidates and re-runs the pipeline's own vote (`vote_by_result`, `abstention_reason`) on subsets of them,
 then judges each subset's winner with the run's benchmark rule:
@@ -120,6 +122,12 @@ def main() -> int:
     if not traced:
         print(f"{args.run}: no traced model answers (a predictions-file run, or one from before traces)",
               file=sys.stderr)
+        return 2
+    stopped = sum(1 for p in traced.values() if p.trace.get("undrawn"))
+    if stopped:
+        print(f"{args.run}: {stopped} answers stopped drawing candidates early (the vote was decided), so "
+              "subsets of their candidates are not what fewer candidates would have given; replay a run "
+              "made with --all-candidates", file=sys.stderr)
         return 2
     dialect = config.get("dialect")
     with load_dataset(config["kind"], Path(config["data"]), dialect=dialect) as dataset:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The model runs behind the README's benchmark tables, one after another (each uses both cores).
-# The "full" runs use the superset of the default pipeline (4 candidates, every failure repaired):
+# The "full" runs use the superset of the default pipeline (4 candidates, all drawn, every failure repaired):
 # bench/revote.py derives the default (3 candidates, repair only when none ran) and each stage's
 # ablation from their candidates. "default" runs are the default pipeline itself (what `ask` does).
 # Every run writes its verdicts to runs/<name>.sqlite as it goes: run this script again after an
@@ -21,11 +21,11 @@ mkdir -p runs
 # name | arguments of `sqlwright eval`
 RUNS=(
   "spider-s300-1.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-1.5b --greedy --sample 300 --seed 0"
-  "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --candidates 4 --repair-all --sample 300 --seed 0"
+  "spider-s300-1.5b-full|spider --data $DATA/spider --model qwen2.5-coder-1.5b --candidates 4 --repair-all --all-candidates --sample 300 --seed 0"
   "sqleval-postgres-1.5b-greedy|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b --greedy"
   "spider-s100-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy --sample 100 --seed 0"
-  "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --sample 100 --seed 0"
-  "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --no-values --sample 100 --seed 0"
+  "spider-s100-0.5b-full|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --all-candidates --sample 100 --seed 0"
+  "spider-s100-0.5b-full-no-values|spider --data $DATA/spider --model qwen2.5-coder-0.5b --candidates 4 --repair-all --all-candidates --no-values --sample 100 --seed 0"
   "sqleval-sqlite-1.5b-greedy|sqleval --data $DATA/sqleval --dialect sqlite --model qwen2.5-coder-1.5b --greedy"
   "sqleval-postgres-1.5b-default|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
   "spider-s300-1.5b-default|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"

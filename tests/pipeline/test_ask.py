@@ -106,7 +106,7 @@ def test_samples_come_from_one_call_and_the_majority_result_wins(concert, engine
         fenced("SELECT name FROM singer ORDER BY age LIMIT 3"),
         "SELECT s.name FROM singer s WHERE s.age <= 32",
         fenced("SELECT name FROM singer WHERE age <= 32"),
-    ], candidates=4, temperature=0.8, seed=7)
+    ], candidates=4, temperature=0.8, seed=7, early_stop=False)
     answer = engine.ask(concert, "Name the singers aged 32 or younger.")
     assert [r["n"] for r in llm.requests] == [1, 3]
     assert [r["temperature"] for r in llm.requests] == [0.0, 0.8]
@@ -125,7 +125,7 @@ def test_duplicate_sql_runs_once_but_votes_twice(concert, engine_for) -> None:
         fenced("SELECT count(*) FROM singer"),
         fenced("select   COUNT(*)  from singer;"),
         fenced("SELECT count(*) FROM stadium"),
-    ], candidates=3, repair_rounds=0)
+    ], candidates=3, repair_rounds=0, early_stop=False)
     answer = engine.ask(concert, "How many singers are there?")
     assert len(concert.executed) == 2
     assert answer.rows == ((6,),) and answer.confidence == pytest.approx(2 / 3)

@@ -19,7 +19,8 @@ def test_ask_votes_repairs_and_refuses_in_each_dialect(opened, tmp_path: Path) -
         "```sql\nSELECT count(*) FROM singer\n```",
         "```sql\nSELECT count(singer_id) FROM singer\n```",
     ])
-    engine = Engine(llm, AskOptions(candidates=4, repair_rounds=1, repair_when="any-failure", values=True), cache_dir=tmp_path)
+    engine = Engine(llm, AskOptions(candidates=4, repair_rounds=1, repair_when="any-failure", values=True,
+                                     early_stop=False), cache_dir=tmp_path)
     answer = engine.ask(opened, "How many singers are there?")
     expected = opened.execute("SELECT count(*) FROM singer").rows
     assert [tuple(int(v) for v in r) for r in answer.rows] == [tuple(int(v) for v in r) for r in expected]

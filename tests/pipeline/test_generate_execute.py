@@ -1,4 +1,4 @@
-"""Candidate generation (one greedy + one sampling call), SQL normalisation, guarded execution."""
+"""Candidate generation (greedy and numbered samples), SQL normalisation, guarded execution."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlwright.pipeline as pipeline
 from sqlwright.db import open_database
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline.execute import NO_SQL_ERROR, Executor, run_sql
-from sqlwright.pipeline.generate import Draft, Usage, generate_drafts, normalize_sql
+from sqlwright.pipeline.generate import Draft, Usage, greedy_draft, normalize_sql, sample_drafts
 from sqlwright.pipeline.prompt import build_messages
 from sqlwright.pipeline.repair import expects_rows, observation
 
@@ -45,19 +45,40 @@ def test_normalize_sql_ignores_case_whitespace_comments_and_semicolons() -> None
     assert normalize_sql("SELEC garbage ((  ;", "sqlite") == "SELEC garbage (("
 
 
-def test_generate_one_greedy_and_samples_in_one_call() -> None:
+def test_greedy_draft_and_samples_in_one_call() -> None:
     llm = ScriptedLLM(["```sql\nSELECT 1\n```", "SELECT 2", "-- UNANSWERABLE: no", "nothing"])
     usage = Usage()
+    timings: dict[str, float] = {}
     messages = build_messages("# Table: t", "q?", dialect="sqlite")
-    drafts = generate_drafts(llm, messages, n=4, temperature=0.5, max_tokens=100, seed=3, usage=usage)
-    assert [(r["n"], r["temperature"], r["max_tokens"]) for r in llm.requests] == [(1, 0.0, 100), (3, 0.5, 100)]
+    greedy = greedy_draft(llm, messages, max_tokens=100, seed=3, usage=usage, timings=timings)
+    samples = sample_drafts(llm, messages, first=1, count=3, temperature=0.5, max_tokens=100, seed=3,
+                            usage=usage, timings=timings)
+    assert [(r["n"], r["temperature"], r["max_tokens"], r["seed"]) for r in llm.requests] == [
+        (1, 0.0, 100, 3), (3, 0.5, 100, 3)]
+    drafts = [greedy, *samples]
     assert [d.origin for d in drafts] == ["greedy", "sample-1", "sample-2", "sample-3"]
     assert [d.sql for d in drafts] == ["SELECT 1", "SELECT 2", None, None]
     assert drafts[2].unanswerable == "no" and drafts[3].unanswerable is None
     assert usage.completion_tokens > 0 and usage.prompt_tokens > 0
-    cot = generate_drafts(ScriptedLLM(["SELECT 1", "SELECT 1"]), messages, n=2, temperature=0.5,
-                          max_tokens=10, cot=True)
-    assert [d.origin for d in cot] == ["cot-greedy", "cot-1"]
+    assert set(timings) == {"generate.greedy", "generate.samples"}
+    cot = ScriptedLLM(["SELECT 1", "SELECT 1"])
+    assert greedy_draft(cot, messages, max_tokens=10, cot=True).origin == "cot-greedy"
+    assert [d.origin for d in sample_drafts(cot, messages, first=1, count=1, temperature=0.5, max_tokens=10,
+                                            cot=True)] == ["cot-1"]
+
+
+def test_later_sample_calls_get_a_shifted_seed() -> None:
+    """Samples drawn in a second call must not repeat the first call's (backends seed sample i of a call
+    from the call's seed), so the call that starts at sample `first` uses seed + first - 1."""
+    llm = ScriptedLLM(["SELECT 1", "SELECT 2", "SELECT 3"])
+    messages = build_messages("# Table: t", "q?", dialect="sqlite")
+    first = sample_drafts(llm, messages, first=1, count=1, temperature=0.7, max_tokens=10, seed=5)
+    later = sample_drafts(llm, messages, first=2, count=2, temperature=0.7, max_tokens=10, seed=5)
+    assert [r["seed"] for r in llm.requests] == [5, 6]
+    assert [d.origin for d in first + later] == ["sample-1", "sample-2", "sample-3"]
+    assert sample_drafts(llm, messages, first=4, count=0, temperature=0.7, max_tokens=10) == []
+    unseeded = sample_drafts(ScriptedLLM(["SELECT 1"]), messages, first=3, count=1, temperature=0.7, max_tokens=10)
+    assert unseeded[0].origin == "sample-3"
 
 
 def test_run_sql_outcomes(db) -> None:

@@ -25,6 +25,8 @@ CANDIDATES = typer.Option(None, "--candidates", "-n", min=1, help="SQL candidate
 REPAIR_ROUNDS = typer.Option(None, "--repair-rounds", min=0, help="Repair attempts per failing SQL.")
 REPAIR_ALL = typer.Option(False, "--repair-all",
                           help="Repair every failing or suspicious candidate, not only when none ran.")
+ALL_CANDIDATES = typer.Option(False, "--all-candidates",
+                              help="Draw every candidate even when the vote is already decided (for ablations).")
 NO_LINKING = typer.Option(False, "--no-linking", help="Never prune the schema.")
 NO_VALUES = typer.Option(False, "--no-values", help="No hints of database values the question names.")
 ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
@@ -35,7 +37,7 @@ GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
                        abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False,
-                       repair_all: bool = False) -> dict:
+                       repair_all: bool = False, all_candidates: bool = False) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
     from sqlwright.pipeline import AskOptions
 
@@ -51,6 +53,8 @@ def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_lin
         values["values"] = False
     if repair_all:
         values["repair_when"] = "any-failure"
+    if all_candidates:
+        values["early_stop"] = False
     if cot:
         values["cot"] = True
     return values
@@ -69,6 +73,7 @@ def ask(
     candidates: int = CANDIDATES,
     repair_rounds: int = REPAIR_ROUNDS,
     repair_all: bool = REPAIR_ALL,
+    all_candidates: bool = ALL_CANDIDATES,
     no_linking: bool = NO_LINKING,
     no_values: bool = NO_VALUES,
     abstain_below: float = ABSTAIN_BELOW,
@@ -84,7 +89,7 @@ def ask(
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                                    no_values, repair_all))
+                                                    no_values, repair_all, all_candidates))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows,
                   base_url=base_url) as conn:
         if fmt is not OutputFormat.json:
@@ -118,7 +123,8 @@ def _print_explain(answer) -> None:
         table.add_row(str(i), c.origin, "" if c.group is None else str(c.group), result, c.sql)
     err_console.print(table)
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items())
-    err_console.print(Panel(f"confidence {answer.confidence:.2f} · tokens {answer.prompt_tokens} in / "
+    undrawn = f" ({answer.undrawn} not drawn: the vote was decided)" if answer.undrawn else ""
+    err_console.print(Panel(f"confidence {answer.confidence:.2f}{undrawn} · tokens {answer.prompt_tokens} in / "
                             f"{answer.completion_tokens} out · {timings}", title="vote"))
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlwright.cli.app import OutputFormat, app, console, err_console, handle_errors, print_json
 from sqlwright.cli.ask import (
     ABSTAIN_BELOW,
+    ALL_CANDIDATES,
     CANDIDATES,
     COT,
     GREEDY,
@@ -120,6 +121,7 @@ def _make_command(kind: str):
         candidates: int = CANDIDATES,
         repair_rounds: int = REPAIR_ROUNDS,
         repair_all: bool = REPAIR_ALL,
+        all_candidates: bool = ALL_CANDIDATES,
         no_linking: bool = NO_LINKING,
         no_values: bool = NO_VALUES,
         abstain_below: float = ABSTAIN_BELOW,
@@ -136,7 +138,7 @@ def _make_command(kind: str):
         if resume and run_file is not None:
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                      no_values, repair_all)
+                                      no_values, repair_all, all_candidates)
         with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root) as dataset:
             examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
             if not examples:

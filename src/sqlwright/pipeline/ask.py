@@ -1,7 +1,8 @@
 """The ask pipeline: question + database -> Answer.
 
     schema (cached per database) -> values (hints) -> linking (only past the token budget) -> prompt
-    -> generate (greedy + n-1 samples) -> execute (guarded, limited) -> repair -> vote -> abstain?
+    -> draw (greedy, then samples, each executed guarded and limited, until n or the vote is decided)
+    -> repair -> vote -> abstain?
 
 `AskOptions` holds every knob, and its field defaults are THE defaults of the pipeline (tuned for
 quality per second on a 2-core CPU; change them here, with the measurement that justifies it).
@@ -24,8 +25,9 @@ from sqlwright.db.schema import Schema
 from sqlwright.errors import ConfigError, InvalidQuestion, SqlwrightError
 from sqlwright.llm.base import LLM
 from sqlwright.pipeline.abstain import abstention_reason
+from sqlwright.pipeline.draw import draw_candidates
 from sqlwright.pipeline.execute import Executor
-from sqlwright.pipeline.generate import Usage, generate_drafts
+from sqlwright.pipeline.generate import Usage
 from sqlwright.pipeline.linking import link_schema
 from sqlwright.pipeline.prompt import build_messages
 from sqlwright.pipeline.repair import repair_candidates
@@ -48,6 +50,8 @@ class AskOptions(BaseModel):
     candidates: int = Field(3, ge=1, le=64, description="SQL candidates per question (1 greedy + samples). "
                             "3 did as well as 4 on Spider dev with the 1.5B model in 82% of the time (bench/revote.py).")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the extra candidates.")
+    early_stop: bool = Field(True, description="Stop drawing samples once the rest could not change the vote's "
+                             "winner nor an abstention (same answers, fewer model calls; see draw.py).")
     repair_rounds: int = Field(1, ge=0, le=5, description="Times a failing or suspicious SQL is sent back.")
     max_repairs: int = Field(2, ge=0, description="Repair calls to the model per question, at most.")
     repair_when: Literal["no-answer", "any-failure"] = Field(
@@ -184,14 +188,12 @@ class Engine:
         messages = build_messages(schema_text, question, dialect=db.dialect, value_hints=hints,
                                   evidence=evidence, cot=opts.cot)
         usage = Usage()
-        drafts = generate_drafts(self.llm, messages, n=opts.candidates, temperature=opts.temperature,
-                                 max_tokens=opts.reply_tokens(), seed=opts.seed, cot=opts.cot, usage=usage,
-                                 timings=timings)
-        t = lap("generate", t)
-
         executor = Executor(db, timeout=opts.timeout, max_rows=opts.max_rows)
-        pool = executor.candidates(drafts)
-        t = lap("execute", t)
+        pool, undrawn = draw_candidates(self.llm, executor, messages, question=question, n=opts.candidates,
+                                        temperature=opts.temperature, max_tokens=opts.reply_tokens(),
+                                        seed=opts.seed, cot=opts.cot, early_stop=opts.early_stop,
+                                        abstain_below=opts.abstain_below, usage=usage, timings=timings)
+        t = time.perf_counter()
 
         if opts.repair_rounds > 0 and opts.max_repairs > 0:
             pool = repair_candidates(self.llm, executor, pool, messages, question=question,
@@ -201,7 +203,7 @@ class Engine:
                                      only_without_answer=opts.repair_when == "no-answer")
         t = lap("repair", t)
 
-        selection = vote_by_result(pool, db.dialect)
+        selection = vote_by_result(pool, db.dialect, undrawn=undrawn)
         reason = abstention_reason(selection, abstain_below=opts.abstain_below)
         t = lap("select", t)
         timings["total"] = t - started
@@ -209,7 +211,7 @@ class Engine:
         chosen = selection.chosen
         common = {"question": question, "confidence": selection.confidence, "candidates": selection.candidates,
                   "timings": timings, "prompt_tokens": usage.prompt_tokens,
-                  "completion_tokens": usage.completion_tokens}
+                  "completion_tokens": usage.completion_tokens, "undrawn": undrawn}
         if reason is not None or chosen is None:
             log.info("abstained on %r: %s", question, reason)
             return Answer(sql=None, abstained=True, reason=reason, **common)

@@ -1,7 +1,8 @@
-"""Candidate generation: one greedy reply plus n-1 samples, parsed into drafts (SQL not yet executed).
+"""Candidate generation: the greedy reply and numbered samples, parsed into drafts (SQL not yet executed).
 
-The n-1 samples come from ONE `llm.complete(..., n=n-1)` call so that backends able to share the prompt
-prefill across samples (the embedded one) pay for it once.
+The samples of one `sample_drafts` call come from ONE `llm.complete(..., n=count)` call so that backends
+able to share the prompt prefill across samples (the embedded one) pay for it once. How many samples to
+draw, and when to stop, is decided in draw.py.
 """
 
 from __future__ import annotations
@@ -81,17 +82,50 @@ def draft_from_completion(origin: str, completion: Completion) -> Draft:
                  completion.prompt_tokens, completion.completion_tokens)
 
 
-def sample_origins(n: int, *, cot: bool) -> list[str]:
-    """Origin labels of the n candidates: the greedy one first, then the samples numbered from 1."""
-    prefix = "cot-" if cot else "sample-"
-    return ["cot-greedy" if cot else "greedy", *(f"{prefix}{i}" for i in range(1, n))]
+def sample_origin(i: int, *, cot: bool) -> str:
+    """Origin label of candidate i: 0 is the greedy one, then the samples numbered from 1."""
+    if i == 0:
+        return "cot-greedy" if cot else "greedy"
+    return f"{'cot' if cot else 'sample'}-{i}"
 
 
-def generate_drafts(
+def _timed_call(llm: LLM, messages: list[Message], *, n: int, temperature: float, max_tokens: int,
+                seed: int | None, usage: Usage | None, timings: dict[str, float] | None,
+                timing_key: str) -> list[Completion]:
+    started = time.perf_counter()
+    completions = llm.complete(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    if timings is not None:
+        timings[timing_key] = timings.get(timing_key, 0.0) + time.perf_counter() - started
+    if usage is not None:
+        usage.add(completions)
+    if len(completions) != n:
+        log.warning("asked %s for %d completions, got %d", llm.name, n, len(completions))
+    return completions[:n]
+
+
+def greedy_draft(
     llm: LLM,
     messages: list[Message],
     *,
-    n: int,
+    max_tokens: int,
+    seed: int | None = None,
+    cot: bool = False,
+    usage: Usage | None = None,
+    timings: dict[str, float] | None = None,
+) -> Draft | None:
+    """The greedy (temperature 0) draft for `messages`; its seconds go to ``timings["generate.greedy"]``.
+    None when the backend returned nothing."""
+    completions = _timed_call(llm, messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed,
+                              usage=usage, timings=timings, timing_key="generate.greedy")
+    return draft_from_completion(sample_origin(0, cot=cot), completions[0]) if completions else None
+
+
+def sample_drafts(
+    llm: LLM,
+    messages: list[Message],
+    *,
+    first: int,
+    count: int,
     temperature: float,
     max_tokens: int,
     seed: int | None = None,
@@ -99,28 +133,13 @@ def generate_drafts(
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
 ) -> list[Draft]:
-    """`n` drafts for `messages`: one greedy (temperature 0) and n-1 samples at `temperature`,
-    the samples in a single `complete` call. `timings` receives the seconds of each call
-    ("generate.greedy", "generate.samples")."""
-    if n < 1:
-        raise ValueError("n must be at least 1")
-    origins = sample_origins(n, cot=cot)
-    timings = {} if timings is None else timings
-    started = time.perf_counter()
-    greedy = llm.complete(messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)
-    completions = list(greedy[:1])
-    timings["generate.greedy"] = time.perf_counter() - started
-    if usage is not None:
-        usage.add(greedy)
-    if n > 1:
-        started = time.perf_counter()
-        samples = llm.complete(messages, n=n - 1, temperature=temperature, max_tokens=max_tokens, seed=seed)
-        timings["generate.samples"] = time.perf_counter() - started
-        if usage is not None:
-            usage.add(samples)
-        if len(samples) != n - 1:
-            log.warning("asked %s for %d samples, got %d", llm.name, n - 1, len(samples))
-        completions.extend(samples[: n - 1])
-    drafts = [draft_from_completion(origin, c) for origin, c in zip(origins, completions, strict=False)]
-    log.debug("generated %d drafts", len(drafts))
-    return drafts
+    """Samples number `first` .. `first + count - 1` at `temperature`, from ONE `complete` call (backends
+    that share the prompt prefill across a call's samples pay for it once). A call's samples draw from
+    the call's seed; a later call of the same question (first > 1) gets the seed shifted by first - 1,
+    so its samples differ from the earlier ones. Seconds add up in ``timings["generate.samples"]``."""
+    if count < 1:
+        return []
+    call_seed = None if seed is None else seed + first - 1
+    completions = _timed_call(llm, messages, n=count, temperature=temperature, max_tokens=max_tokens,
+                              seed=call_seed, usage=usage, timings=timings, timing_key="generate.samples")
+    return [draft_from_completion(sample_origin(first + j, cot=cot), c) for j, c in enumerate(completions)]

@@ -66,22 +66,24 @@ def observation(candidate: Candidate, question: str) -> str | None:
     return None
 
 
-def _vote_decided(pool: list[Candidate], new_votes: int, question: str, dialect: str,
-                  abstain_below: float) -> bool:
-    """True when `new_votes` more candidates could not change the winning result, the winner does not
-    look suspicious itself, and the confidence already meets `abstain_below`."""
+def vote_decided(pool: list[Candidate], *, question: str, dialect: str, abstain_below: float,
+                 moving: int = 0, to_come: int = 0) -> bool:
+    """True when the vote's outcome is settled: `moving` voters changing their result (their repairs) and
+    `to_come` new voters (samples not drawn yet) could not change the winning result, nor bring the
+    confidence below `abstain_below`; and the winner does not look suspicious itself (no rows, only
+    NULLs), which repair or more samples might change."""
     counts = group_counts(pool, dialect)
     if not counts:
         return False
     ranked = counts.most_common()
     top_key, top = ranked[0]
     second = ranked[1][1] if len(ranked) > 1 else 0
-    if top <= second + new_votes:
+    if top <= second + moving + to_come:  # a tie could also change the winner (log-probability tie-break)
         return False
     representative = next(pool[i] for i in voters(pool) if result_key(pool[i], dialect) == top_key)
     if observation(representative, question) is not None:
         return False
-    return top / max(1, len(voters(pool))) >= abstain_below
+    return top / max(1, len(voters(pool)) + to_come) >= abstain_below
 
 
 def repair_candidates(
@@ -124,7 +126,8 @@ def repair_candidates(
         chosen = list(targets.values())[: max(0, max_repairs - calls)]
         if not chosen:
             break
-        if _vote_decided(pool, sum(len(ix) for ix, _ in chosen), question, dialect, abstain_below):
+        if vote_decided(pool, question=question, dialect=dialect, abstain_below=abstain_below,
+                        moving=sum(len(ix) for ix, _ in chosen)):
             log.debug("repair round %d skipped: the vote is decided", round_no)
             break
         for indices, obs in chosen:

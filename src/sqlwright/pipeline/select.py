@@ -16,7 +16,8 @@ Who votes: a candidate that was repaired (some candidate has origin ``repair-of-
 its repair and does not vote; every other candidate does, including failed ones and ones whose model
 said "unanswerable". Confidence = winning group size / number of voters. Counting failures in the
 denominator is deliberate: 1 success out of 4 tries is weak evidence, and abstention thresholds should
-see it.
+see it. Candidates not drawn because the vote was already decided (draw.py) count in the denominator too,
+as votes against the winner: the confidence is then a lower bound of what drawing them would have given.
 """
 
 from __future__ import annotations
@@ -132,8 +133,10 @@ def _mean_logprob(members: list[Candidate]) -> float:
     return sum(values) / len(values) if values else -math.inf
 
 
-def vote_by_result(candidates: list[Candidate] | tuple[Candidate, ...], dialect: str = "sqlite") -> Selection:
-    """Group executed voters by result; the largest group wins (see the module docstring)."""
+def vote_by_result(candidates: list[Candidate] | tuple[Candidate, ...], dialect: str = "sqlite", *,
+                   undrawn: int = 0) -> Selection:
+    """Group executed voters by result; the largest group wins (see the module docstring). `undrawn`
+    candidates were skipped by an early stop: they count in the confidence's denominator."""
     voting = voters(candidates)
     groups: dict[tuple, list[int]] = {}
     for i in voting:
@@ -153,7 +156,7 @@ def vote_by_result(candidates: list[Candidate] | tuple[Candidate, ...], dialect:
         return Selection(out, None, 0.0, (), len(voting))
     best = ordered_groups[0]
     winner = min(best, key=lambda i: (lengths[i], -_mean_logprob([candidates[i]]), i))
-    confidence = len(best) / len(voting)
+    confidence = len(best) / (len(voting) + undrawn)
     return Selection(out, winner, confidence, tuple(len(m) for m in ordered_groups), len(voting))
 
 

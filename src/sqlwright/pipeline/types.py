@@ -40,6 +40,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds; "total"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    undrawn: int = 0  # candidates not drawn because the vote was already decided (pipeline/draw.py)
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +55,7 @@ class Answer:
             "timings": self.timings,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "undrawn": self.undrawn,
             "candidates": [
                 {
                     "sql": c.sql,
