@@ -192,6 +192,27 @@ def test_repair_fixes_a_failing_sql_and_joins_the_pool(concert, engine_for) -> N
     assert llm.requests[1]["temperature"] == 0.0
 
 
+def test_the_rescue_locates_the_unknown_column_and_stops_once_a_repair_runs(concert, engine_for) -> None:
+    # concert_singer: stadium has Capacity, concert has none; the model reads it from the wrong table.
+    engine, llm = engine_for([
+        fenced("SELECT concert_Name FROM concert ORDER BY Capacity DESC LIMIT 1"),
+        fenced("SELECT T1.concert_Name FROM concert AS T1 ORDER BY T1.Capacity DESC LIMIT 1"),
+        fenced("SELECT concert_Name FROM concert ORDER BY Capacity DESC LIMIT 1"),
+        fenced("SELECT T1.concert_Name FROM concert AS T1 JOIN stadium AS T2 ON T1.Stadium_ID = T2.Stadium_ID "
+               "ORDER BY T2.Capacity DESC LIMIT 1"),
+        "never asked: the first repair ran",
+    ], candidates=3, repair_rounds=1, max_repairs=2)
+    answer = engine.ask(concert, "Which concert was held in the largest stadium?")
+    assert [c.origin for c in answer.candidates] == ["greedy", "sample-1", "sample-2", "repair-of-0", "repair-of-2"]
+    # greedy, both samples in one call (greedy failed: no early stop possible), ONE repair
+    assert [r["n"] for r in llm.requests] == [1, 2, 1] and llm.remaining == 1
+    follow_up = llm.requests[2]["messages"][3]["content"]
+    assert "no such column: Capacity" in follow_up
+    assert "Capacity is a column of stadium (stadium.Capacity)" in follow_up
+    assert "return it unchanged" not in follow_up  # a failed query may not come back as it was
+    assert answer.rows and not answer.abstained and "JOIN stadium" in answer.sql
+
+
 def test_a_repair_without_sql_keeps_the_other_candidates_answer(concert, engine_for) -> None:
     # Seen with the 0.5B model: asked to fix a failing query, it echoes the error as "unanswerable".
     # That must not turn into an abstention while another candidate ran fine.

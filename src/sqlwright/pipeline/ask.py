@@ -200,7 +200,8 @@ class Engine:
                                      rounds=opts.repair_rounds, max_repairs=opts.max_repairs,
                                      max_tokens=opts.reply_tokens(), seed=opts.seed,
                                      abstain_below=opts.abstain_below, usage=usage,
-                                     only_without_answer=opts.repair_when == "no-answer")
+                                     only_without_answer=opts.repair_when == "no-answer",
+                                     schema=context.schema)
         t = lap("repair", t)
 
         selection = vote_by_result(pool, db.dialect, undrawn=undrawn)

@@ -107,11 +107,13 @@ REPAIR_REPLY_CHARS = 2000  # of a reply without SQL, the tail shown back to the 
 
 
 def repair_messages(messages: list[Message], sql: str, observation: str, *, dialect: str,
-                    reply: str | None = None) -> list[Message]:
+                    reply: str | None = None, may_be_right: bool = False) -> list[Message]:
     """`messages` followed by the model's `sql` (as the assistant's turn) and a request to fix it.
 
     The assistant turn holds only the SQL, not any reasoning that led to it: shorter, and the reasoning
-    may be what went wrong. When the reply held no SQL, the tail of `reply` stands in for it."""
+    may be what went wrong. When the reply held no SQL, the tail of `reply` stands in for it. A query that
+    ran but looks wrong (`may_be_right`: no rows, only NULLs) may be returned unchanged; one that failed
+    may not (small models otherwise return the failing query as it was)."""
     engine = dialect_display_name(dialect)
     if sql.strip():
         previous = f"```sql\n{sql.strip()}\n```"
@@ -121,8 +123,8 @@ def repair_messages(messages: list[Message], sql: str, observation: str, *, dial
         f"{observation.strip()}\n\n"
         f"Fix the query so that it answers the question correctly in {engine}. "
         f"Use only the tables and columns of the schema above. "
-        f"Return only the corrected SQL in one ```sql fenced block. If the query was already right, "
-        f"return it unchanged."
+        f"Return only the corrected SQL in one ```sql fenced block."
+        + (" If the query was already right, return it unchanged." if may_be_right else "")
     )
     return [
         *messages,

@@ -19,7 +19,9 @@ import logging
 import re
 from dataclasses import replace
 
+from sqlwright.db.schema import Schema
 from sqlwright.llm.base import LLM, Message
+from sqlwright.pipeline.error_hints import schema_hint
 from sqlwright.pipeline.execute import NO_SQL_ERROR, Executor
 from sqlwright.pipeline.generate import Usage, draft_from_completion
 from sqlwright.pipeline.prompt import repair_messages
@@ -39,9 +41,10 @@ def expects_rows(question: str) -> bool:
     return _YES_NO_QUESTION.match(question) is None
 
 
-def observation(candidate: Candidate, question: str) -> str | None:
+def observation(candidate: Candidate, question: str, schema: Schema | None = None) -> str | None:
     """What to tell the model about `candidate`, or None when it looks fine (or the model said the
-    question cannot be answered: that is a vote, not a bug)."""
+    question cannot be answered: that is a vote, not a bug). With `schema`, a database error about an
+    unknown column or table also says where that column is, or which tables are near that name."""
     if candidate.unanswerable is not None:
         return None
     error = candidate.error
@@ -53,7 +56,8 @@ def observation(candidate: Candidate, question: str) -> str | None:
         if error.startswith("Timeout"):
             return (f"The query ran too long and was stopped ({error}). "
                     "Write a simpler or more selective query.")
-        return f"The query failed with this database error: {error}"
+        hint = schema_hint(error, candidate.sql, schema)
+        return f"The query failed with this database error: {error}" + (f"\n{hint}" if hint else "")
     rows = candidate.rows
     if rows is None:
         return None
@@ -100,12 +104,14 @@ def repair_candidates(
     abstain_below: float = 0.0,
     usage: Usage | None = None,
     only_without_answer: bool = False,
+    schema: Schema | None = None,
 ) -> list[Candidate]:
     """The pool with repair candidates appended. `messages` are the prompt the pool was generated from.
 
     Each round repairs the candidates that need it and were not tried yet (in round 2, the failing
-    repairs of round 1), up to `max_repairs` model calls in all. With `only_without_answer`, a round
-    runs only while no voting candidate has executed successfully."""
+    repairs of round 1), up to `max_repairs` model calls in all. With `only_without_answer`, repairs go
+    on only while no voting candidate has executed successfully: the first repair that runs ends them.
+    `schema` lets a database error's unknown column or table be located for the model (error_hints.py)."""
     pool = list(pool)
     dialect = executor.db.dialect
     attempted: set[int] = set()
@@ -118,7 +124,7 @@ def repair_candidates(
         for i, cand in enumerate(pool):
             if i in attempted:
                 continue
-            obs = observation(cand, question)
+            obs = observation(cand, question, schema)
             if obs is None:
                 continue
             key = executor.key(cand.sql) if cand.sql else ""
@@ -131,9 +137,13 @@ def repair_candidates(
             log.debug("repair round %d skipped: the vote is decided", round_no)
             break
         for indices, obs in chosen:
+            if only_without_answer and group_counts(pool, dialect):
+                log.debug("repairs stopped: a repair ran")
+                break
             source = pool[indices[0]]
             completions = llm.complete(
-                repair_messages(messages, source.sql, obs, dialect=dialect, reply=source.reply),
+                repair_messages(messages, source.sql, obs, dialect=dialect, reply=source.reply,
+                                may_be_right=source.error is None),
                 n=1, temperature=0.0, max_tokens=max_tokens, seed=seed,
             )
             calls += 1
