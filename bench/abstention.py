@@ -101,7 +101,9 @@ def main() -> int:
     spider = Path(os.environ.get("SQLWRIGHT_DATA") or ROOT.parent / "shared" / "data") / "spider"
     items = questions(spider, args.feasible)
     settings = load_settings(model=args.model)
-    engine = Engine(load_llm(args.model, settings), AskOptions(), cache_dir=settings.cache_dir)
+    # Every candidate drawn: thresholds are scored offline from the confidences, which an early stop would
+    # make lower bounds (the pipeline itself decides the same either way; see pipeline/draw.py).
+    engine = Engine(load_llm(args.model, settings), AskOptions(early_stop=False), cache_dir=settings.cache_dir)
     (ROOT / "runs").mkdir(exist_ok=True)
     rows = answer_all(items, engine, ROOT / "runs" / f"abstention-{args.model}.jsonl")
     n = len(rows)
