@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from sqlwright.db import open_database
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline import AskOptions, Engine
 from sqlwright.pipeline.draw import draw_candidates, next_batch
@@ -23,18 +21,6 @@ TWO = "SELECT max(id) + 1 FROM t"  # 4
 THREE = "SELECT 7"
 BROKEN = "SELECT nope FROM t"
 EMPTY = "SELECT id FROM t WHERE id > 100"
-
-
-@pytest.fixture()
-def db(tmp_path: Path):
-    path = tmp_path / "t.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
-                      "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');")
-    con.commit()
-    con.close()
-    with open_database(f"sqlite:///{path}") as database:
-        yield database
 
 
 def draw(db, replies: list[str], n: int, question: str = QUESTION, **kwargs):

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
-import pytest
-
 import sqlwright.pipeline as pipeline
-from sqlwright.db import open_database
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline.execute import NO_SQL_ERROR, Executor, run_sql
 from sqlwright.pipeline.generate import Draft, Usage, greedy_draft, normalize_sql, sample_drafts
@@ -17,18 +11,6 @@ from sqlwright.pipeline.repair import expects_rows, observation
 
 SLOW_SQL = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
             "SELECT count(*) FROM c")
-
-
-@pytest.fixture()
-def db(tmp_path: Path):
-    path = tmp_path / "t.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
-                      "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, NULL);")
-    con.commit()
-    con.close()
-    with open_database(f"sqlite:///{path}") as database:
-        yield database
 
 
 def test_public_exports() -> None:
