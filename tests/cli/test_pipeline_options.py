@@ -27,6 +27,7 @@ def test_each_stage_can_be_switched_off_alone():
         ((None, None, False, 0.5, False, False, False), "abstain_below", 0.5),
         ((None, None, False, None, True, False, False), "cot", True),
         ((None, None, False, None, False, False, False, True), "repair_when", "any-failure"),
+        ((None, None, False, None, False, False, False, False, True), "early_stop", False),
     ]:
         options = pipeline_overrides(*flags)
         assert options[field] == value

@@ -70,7 +70,7 @@ def _names(items: list[str]) -> str:
     return ", ".join(items[:MAX_NAMED])
 
 
-def _column_hint(qualifier: str | None, column: str, sql: str, schema: Schema) -> str | None:
+def _column_hint(qualifier: str | None, column: str, sql: str, schema: Schema) -> str:
     owners = [t.name for t in schema.tables if t.column(column) is not None]
     said: list[str] = []
     if qualifier is not None:
