@@ -30,6 +30,7 @@ RUNS=(
   "sqleval-postgres-1.5b-default|sqleval --data $DATA/sqleval --dialect postgres --model qwen2.5-coder-1.5b"
   "spider-s300-1.5b-default|spider --data $DATA/spider --model qwen2.5-coder-1.5b --sample 300 --seed 0"
   "spider-dev-0.5b-greedy|spider --data $DATA/spider --model qwen2.5-coder-0.5b --greedy"
+  "spider-s100-0.5b-default|spider --data $DATA/spider --model qwen2.5-coder-0.5b --sample 100 --seed 0"
   "spider-s100-0.5b-full-cot|spider --data $DATA/spider --model qwen2.5-coder-0.5b --cot --sample 100 --seed 0"
 )
 
