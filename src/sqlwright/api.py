@@ -8,6 +8,7 @@ from sqlwright.config import Settings, load_settings
 from sqlwright.db import Database, Result, Schema, open_database
 from sqlwright.llm import LLM, load_llm
 from sqlwright.pipeline import Answer, AskOptions, Engine
+from sqlwright.pipeline.ask import checked_question, require_tables
 from sqlwright.sample import SAMPLE_NAME, sample_database_path
 
 
@@ -33,11 +34,15 @@ class Connection:
     def engine(self) -> Engine:
         if self._engine is None:
             llm = self._llm or load_llm(self.settings.model, self.settings)
-            self._engine = Engine(llm, self._options, cache_dir=self.settings.cache_dir)
+            self._engine = Engine(llm, self._options, cache_dir=self.settings.cache_dir,
+                                  max_question_chars=self.settings.max_question_chars)
         return self._engine
 
     def ask(self, question: str, *, evidence: str | None = None, **options: object) -> Answer:
         """Answer `question` with SQL the model writes, executed read-only. Options override AskOptions."""
+        # What the user can get wrong is refused before the model loads (seconds) or runs.
+        question, evidence = checked_question(question, evidence, self.settings.max_question_chars)
+        require_tables(self.database.schema(), self.database.url)
         return self.engine.ask(self.database, question, evidence=evidence, **options)
 
     def sql(self, sql: str) -> Result:

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sqlwright.errors import ConfigError
 
+# Seconds an OpenAI-compatible server has to answer the quick GET /models that tells a hung server from a slow
+# one (capped by request_timeout). A working server answers it at once, even while it generates for others.
+LIVENESS_TIMEOUT = 20.0
+
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -34,10 +38,29 @@ class Settings(BaseModel):
     max_rows: int = Field(1000, gt=0, description="Rows returned per statement; more are cut and flagged.")
     threads: int | None = Field(None, gt=0, description="CPU threads for the embedded model (default: all).")
     n_ctx: int = Field(8192, gt=0, description="Context window of the embedded model, in tokens.")
+    max_question_chars: int = Field(
+        4000, gt=0, description="Longest question (and evidence) accepted, in characters; a longer one is "
+        "refused before any model work (the longest Spider, BIRD and SQL-Eval questions are under 1,000).",
+    )
     base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai models).")
     api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.")
-    request_timeout: float = Field(120.0, gt=0, description="Seconds per request to an OpenAI-compatible server.")
-    retries: int = Field(2, ge=0, description="Retries of a failed request to an OpenAI-compatible server.")
+    request_timeout: float = Field(
+        120.0, gt=0,
+        description="Seconds an OpenAI-compatible server has to finish one completion: its generation "
+        "deadline (completions are not streamed, so no byte comes before the whole answer). A server that "
+        "accepts connections but never answers is found sooner: before the first request, and after a "
+        f"failure, it must answer GET /models within min(request_timeout, {LIVENESS_TIMEOUT:g}) seconds, so "
+        "with the defaults a hung server is reported within 30 s while a slow working one keeps the whole "
+        "deadline. Timeouts are not retried.",
+    )
+    connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds an OpenAI-compatible server has to accept a connection (and to take "
+        "the request); an address where nothing answers fails after this.",
+    )
+    retries: int = Field(
+        2, ge=0, description="Retries, with backoff, of a request to an OpenAI-compatible server that lost "
+        "its connection or got HTTP 408/409/429/5xx (a timeout is never retried).",
+    )
 
 
 ENV_PREFIX = "SQLWRIGHT_"

@@ -25,7 +25,7 @@ class ConfigError(UserError):
 
 
 class InvalidQuestion(UserError):
-    """The question cannot be asked: empty or only whitespace."""
+    """The question cannot be asked: empty, only whitespace, or longer than max_question_chars."""
 
 
 # --- databases -------------------------------------------------------------------------------
@@ -39,6 +39,10 @@ class ConnectionFailed(DatabaseError, UserError):
 
 class UnsupportedDatabase(ConnectionFailed):
     """The URL names a dialect sqlwright does not support."""
+
+
+class EmptyDatabase(DatabaseError, UserError):
+    """The database has no tables or views: there is nothing to ask about (often the wrong file)."""
 
 
 class QueryRefused(DatabaseError, UserError):
@@ -75,7 +79,25 @@ class ModelLoadFailed(ModelError, UserError):
 
 
 class LLMRequestFailed(ModelError):
-    """A completion request failed (server down, timeout after retries, bad response)."""
+    """A completion request failed (server error, timeout, bad response)."""
+
+
+# A model server the user pointed at wrongly is a user error (exit 2), like an unreachable database; these
+# subclass LLMRequestFailed so that code catching a failed request still catches them.
+class ModelServerUnreachable(LLMRequestFailed, UserError):
+    """The model server could not be connected to: connection refused, unknown host, no connection in time."""
+
+
+class ModelServerNotAnswering(ModelServerUnreachable):
+    """The model server accepted the connection but sent no answer in time (hung, or not an HTTP server)."""
+
+
+class ModelAPIKeyRefused(LLMRequestFailed, UserError):
+    """The model server refused the API key, or needs one (HTTP 401/403)."""
+
+
+class ModelNotServed(LLMRequestFailed, UserError):
+    """The model server does not know the model name, or the URL is not its API root (HTTP 404)."""
 
 
 # --- datasets and evaluation -----------------------------------------------------------------

@@ -238,3 +238,35 @@ def test_minilm_embeddings_offline(merged, monkeypatch):
                         embedder=embedder)
     assert "countrylanguage" in again.tables
     assert again.seconds < 1.0
+
+
+_QUIET_SCRIPT = """
+import sqlite3, sys
+from sqlwright.cli.app import _main
+_main(debug=False, verbose=False)  # the CLI's own logging set-up, as without --debug
+from sqlwright.db import open_database
+from sqlwright.pipeline.embeddings import load_default_embedder
+from sqlwright.pipeline.linking import link_schema
+path = sys.argv[1]
+conn = sqlite3.connect(path)
+for t in range(40):
+    cols = ", ".join(f"c{j}_name TEXT" for j in range(10))
+    conn.execute(f"CREATE TABLE t{t}_orders (id INTEGER PRIMARY KEY, {cols})")
+conn.commit()
+schema = open_database(path).schema()
+assert load_default_embedder() is not None, "the bundled embedding model did not load"
+linked = link_schema(schema, "How many orders are there?", budget_tokens=300)
+assert linked.pruned
+"""
+
+
+def test_linking_prints_nothing_of_its_libraries_on_stderr(tmp_path):
+    """bm25s sets its logger to DEBUG and transformers draws a "Loading weights" bar: neither may reach
+    the user's terminal when they did not ask for --debug."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT, str(tmp_path / "wide.sqlite")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sqlwright.errors import SqlwrightError
@@ -48,6 +49,19 @@ def _main(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def one_line(text: object) -> str:
+    """`text` on one line: line breaks and runs of blanks become one space (a message may quote SQL or a
+    server's multi-line reply)."""
+    return " ".join(str(text).split())
+
+
+def print_error(message: object, *, label: str = "error", style: str = "bold red") -> None:
+    """One line on stderr, whatever the terminal's width: never wrapped (logs and pipes keep it whole),
+    and the message's own brackets are text, not Rich markup."""
+    err_console.print(f"[{style}]{label}:[/] {escape(one_line(message))}", markup=True, highlight=False,
+                      soft_wrap=True)
+
+
 def handle_errors(func: Callable) -> Callable:
     """Turn sqlwright errors (and Ctrl-C) into one readable line and the right exit code."""
 
@@ -58,10 +72,10 @@ def handle_errors(func: Callable) -> Callable:
         except SqlwrightError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console.print("interrupted", soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper

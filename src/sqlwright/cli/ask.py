@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 from rich.panel import Panel
 from rich.syntax import Syntax
 
-from sqlwright.cli.app import OutputFormat, app, console, err_console, handle_errors, print_json, print_rows
+from sqlwright.cli.app import (
+    OutputFormat,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    print_error,
+    print_json,
+    print_rows,
+)
 from sqlwright.errors import UserError
 
 DB_HELP = "Database: sqlite:///path, a .sqlite/.db/.duckdb path, postgresql://…, mysql://…, duckdb:///path, or 'sample'."
@@ -33,6 +44,11 @@ ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
                              help="Abstain when the vote's confidence is below this.")
 COT = typer.Option(False, "--cot", help="Ask the model to reason before the SQL.")
 GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline).")
+# The model server's limits (openai:NAME models), for `ask` and `eval`; see request_timeout in config.py.
+REQUEST_TIMEOUT = typer.Option(None, "--request-timeout",
+                               help="Seconds the model server has to finish one completion (default 120).")
+CONNECT_TIMEOUT = typer.Option(None, "--connect-timeout",
+                               help="Seconds the model server has to accept a connection (default 5).")
 
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
@@ -82,16 +98,16 @@ def ask(
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (with --model openai:NAME)."),
+    request_timeout: float = REQUEST_TIMEOUT,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Answer a question about a database: the model writes SQL, sqlwright runs it read-only."""
-    if not question.strip():
-        raise UserError("the question is empty")
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
                                                     no_values, repair_all, all_candidates))
-    with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows,
-                  base_url=base_url) as conn:
+    with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows, base_url=base_url,
+                  request_timeout=request_timeout, connect_timeout=connect_timeout) as conn:
         if fmt is not OutputFormat.json:
             with err_console.status("thinking…"):
                 answer = conn.ask(question, evidence=evidence)
@@ -103,7 +119,7 @@ def ask(
     if explain:
         _print_explain(answer)
     if answer.abstained:
-        err_console.print(f"[yellow]no answer:[/] {answer.reason}")
+        print_error(answer.reason, label="no answer", style="yellow")
         raise typer.Exit(1)
     if show_sql or explain:
         console.print(Syntax(answer.sql or "", "sql", word_wrap=True))
@@ -128,20 +144,61 @@ def _print_explain(answer) -> None:
                             f"{answer.completion_tokens} out · {timings}", title="vote"))
 
 
+SQL_HELP = ("One read-only SQL statement; '-' reads it from standard input. SQL that starts with '-' (a "
+            "comment) would be taken for an option: give it with --query, --file, or after a lone --.")
+
+
+def read_statement(statement: str | None, query: str | None, file: Path | None) -> str:
+    """The statement given as the argument, --query or --file ('-' in either place: standard input)."""
+    given = [name for name, value in (("the SQL argument", statement), ("--query", query), ("--file", file))
+             if value is not None]
+    if len(given) > 1:
+        raise UserError(f"give the SQL once: {' and '.join(given)} were both given")
+    if not given:
+        raise UserError("no SQL given: sqlwright sql DB \"SELECT …\", --query \"…\", --file F, or - for stdin")
+    if file is not None and str(file) != "-":
+        try:
+            text = Path(file).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise UserError(f"SQL file not found: {file}") from None
+        except IsADirectoryError:
+            raise UserError(f"{file} is a folder, not a SQL file") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{file} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    elif file is not None or statement == "-" or query == "-":
+        if sys.stdin.isatty():
+            raise UserError("'-' reads the SQL from standard input, but it is a terminal: pipe the SQL in")
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise UserError("standard input is not UTF-8 text") from None
+    else:
+        text = statement if statement is not None else query
+    if not text or not text.strip():
+        raise UserError("the SQL is empty")
+    return text
+
+
 @app.command()
 @handle_errors
 def sql(
     db: str = typer.Argument(..., help=DB_HELP),
-    statement: str = typer.Argument(..., help="One read-only SQL statement."),
+    statement: str = typer.Argument(None, help=SQL_HELP, show_default=False),
+    query: str = typer.Option(None, "--query", "-q", help="The statement, as an option's value "
+                              "(for SQL that starts with a comment: --query='-- note …')."),
+    file: Path = typer.Option(None, "--file", help="Read the statement from this file ('-': standard input)."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed for the statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
 ) -> None:
     """Run SQL you wrote, through the same guard, timeout and row cap as the model's SQL."""
+    text = read_statement(statement, query, file)
     with _connect(db, timeout=timeout, max_rows=max_rows) as conn:
-        result = conn.sql(statement)
+        result = conn.sql(text)
     if fmt is OutputFormat.json:
-        print_json({"sql": statement, "columns": list(result.columns), "rows": [list(r) for r in result.rows],
+        print_json({"sql": text, "columns": list(result.columns), "rows": [list(r) for r in result.rows],
                     "truncated": result.truncated, "seconds": result.seconds})
         return
     print_rows(result.columns, result.rows, fmt)
@@ -166,9 +223,10 @@ def schema(
     from dataclasses import asdict
 
     from sqlwright.db import render_ddl, render_schema
+    from sqlwright.pipeline.ask import require_tables
 
     with _connect(db) as conn:
-        sch = conn.database.schema(samples=samples)
+        sch = require_tables(conn.database.schema(samples=samples), conn.database.url)
     if fmt is SchemaFormat.json:
         print_json(asdict(sch))
     elif fmt is SchemaFormat.ddl:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sqlwright.errors import SqlwrightError
+from sqlwright.errors import ModelError, SqlwrightError, UserError
 from sqlwright.eval.types import Example, Prediction
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class PipelinePredictor:
 
     Databases are opened once per URL and kept open until `close()`. A failure of the model or the
     pipeline becomes a prediction with an error (counted wrong), so one bad question does not stop a
-    run; an abstention becomes a prediction with no SQL.
+    run; an abstention becomes a prediction with no SQL. A model error the user has to fix (a server
+    that cannot be reached, a refused key, a model that is not installed) stops the run instead: every
+    later question would fail the same way and be counted wrong.
     """
 
     def __init__(self, engine: Any) -> None:
@@ -79,6 +81,8 @@ class PipelinePredictor:
         try:
             answer = self.engine.ask(db, example.question, evidence=example.evidence)
         except SqlwrightError as exc:
+            if isinstance(exc, ModelError) and isinstance(exc, UserError):
+                raise
             log.warning("prediction failed for %s: %s", example.id, exc)
             return Prediction(
                 id=example.id, sql=None, seconds=time.perf_counter() - start, error=str(exc) or type(exc).__name__

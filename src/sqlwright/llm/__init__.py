@@ -96,6 +96,7 @@ def load_llm(model: str | None = None, settings: Settings | None = None) -> LLM:
             api_key=settings.api_key,
             timeout=settings.request_timeout,
             retries=settings.retries,
+            connect_timeout=settings.connect_timeout,
         )
     path = model_path(name, settings.cache_dir).resolve()
     key = (path, settings.n_ctx, settings.threads)

@@ -3,18 +3,35 @@ server, llama-cpp-python's server, OpenAI itself), through the official ``openai
 
 The n samples of one call go out as one request with ``n`` (the server shares the prompt prefill); servers that
 ignore ``n`` return fewer choices and the rest are made up with further requests.
+
+Timeouts. A completion is not streamed, so the server sends its first byte only when the whole answer is
+written: the read timeout of a completion is the generation deadline (``request_timeout``), and a server that
+accepts connections but never answers cannot be told from a slow one by waiting on it. So before its first
+request, and after any failure, the backend checks that the server answers ``GET /models`` (any HTTP status
+will do) within ``min(request_timeout, LIVENESS_TIMEOUT)``: a hung server is reported in seconds, while a working
+one keeps the whole ``request_timeout`` to generate. Timeouts are never retried (a retry would wait as long
+again); dropped connections and HTTP 408/409/429/5xx are, ``retries`` times with backoff.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import Any, ClassVar
 
 import httpx
 
-from sqlwright.errors import ConfigError, LLMRequestFailed
+from sqlwright.config import LIVENESS_TIMEOUT
+from sqlwright.errors import (
+    ConfigError,
+    LLMRequestFailed,
+    ModelAPIKeyRefused,
+    ModelNotServed,
+    ModelServerNotAnswering,
+    ModelServerUnreachable,
+)
 from sqlwright.llm.base import Completion, Message
 
 log = logging.getLogger(__name__)
@@ -22,6 +39,12 @@ log = logging.getLogger(__name__)
 # Servers need some key in the Authorization header even when they check none (llama.cpp, vLLM, Ollama).
 _PLACEHOLDER_KEY = "sk-no-key-required"
 _CHARS_PER_TOKEN = 3.5  # rough ratio for code/English with BPE tokenizers, used when the server can't count
+# The statuses openai-python itself retries: timeouts and conflicts on the server's side, rate limits, 5xx.
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_BACKOFF = 8.0  # seconds between two attempts at most (Retry-After included)
+_REASON_CHARS = 200  # a server's error text is cut to this many characters: one line of a terminal or log
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 def estimate_tokens(text: str) -> int:
@@ -30,7 +53,11 @@ def estimate_tokens(text: str) -> int:
 
 
 class OpenAILLM:
-    """A chat model behind an OpenAI-compatible HTTP server."""
+    """A chat model behind an OpenAI-compatible HTTP server.
+
+    `timeout` is the generation deadline of one request (request_timeout), `connect_timeout` the time the
+    server has to accept a connection and take the request; `retries` applies to dropped connections and
+    retryable HTTP statuses, never to timeouts."""
 
     supports_n: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
@@ -42,6 +69,7 @@ class OpenAILLM:
         api_key: str | None = None,
         timeout: float = 120.0,
         retries: int = 2,
+        connect_timeout: float = 5.0,
     ) -> None:
         import openai  # imported here so that `import sqlwright.llm` stays light
 
@@ -51,13 +79,34 @@ class OpenAILLM:
         self.name = f"openai:{model}"
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.retries = retries
-        # The client retries connection errors, 408/409/429 and 5xx with backoff; we convert what is left.
+        self._has_api_key = bool(api_key)
+        # The client's own retries are off: it retries timeouts too, which multiplies a hung server's wait.
         self._client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or _PLACEHOLDER_KEY, timeout=timeout, max_retries=retries
+            base_url=self.base_url, api_key=api_key or _PLACEHOLDER_KEY,
+            timeout=openai.Timeout(**self._limits(self.timeout)), max_retries=0,
         )
+        self._answering = False  # the server answered since the last failure; checked before a request if not
         self._logprobs = True  # switched off once if the server rejects the logprobs option
         self._tokenize_route: str | None | bool = False  # False: not probed yet; None: server can't tokenize
+
+    # --- timeouts -------------------------------------------------------------------------------
+    def _limits(self, read: float) -> dict[str, float]:
+        """Keyword arguments of an httpx Timeout (the openai client's own httpx flavour, or httpx)."""
+        c = self.connect_timeout
+        return {"connect": c, "write": c, "pool": c, "read": read}
+
+    @property
+    def _liveness_read(self) -> float:
+        return min(self.timeout, LIVENESS_TIMEOUT)
+
+    @property
+    def silent_server_deadline(self) -> float:
+        """Seconds, at most, before a server that accepts connections but never answers is reported: the
+        liveness check's connect, write and read limits (it is not retried). A completion's own read limit,
+        request_timeout, is its generation deadline: not streamed, it sends no byte before the whole answer."""
+        return 2 * self.connect_timeout + self._liveness_read
 
     # --- completion ------------------------------------------------------------------------------
     def complete(
@@ -79,7 +128,9 @@ class OpenAILLM:
             request_seed = None if seed is None else seed + len(out)
             batch = self._request(messages, n - len(out), temperature, max_tokens, stop, request_seed)
             if not batch:
-                raise LLMRequestFailed(f"{self.base_url}: the server returned no choices for model {self.model}")
+                raise LLMRequestFailed(
+                    f"The model server ({self.base_url}) returned no choices for model {self.model!r}"
+                )
             if len(batch) < n - len(out):
                 log.debug("server returned %d of %d choices; requesting the rest", len(batch), n - len(out))
             out.extend(batch)
@@ -94,8 +145,6 @@ class OpenAILLM:
         stop: list[str] | None,
         seed: int | None,
     ) -> list[Completion]:
-        import openai
-
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -107,34 +156,8 @@ class OpenAILLM:
             kwargs["stop"] = stop
         if seed is not None:
             kwargs["seed"] = seed
-        if self._logprobs:
-            kwargs["logprobs"] = True
         started = time.perf_counter()
-        try:
-            try:
-                response = self._client.chat.completions.create(**kwargs)
-            except openai.BadRequestError as exc:
-                if not kwargs.get("logprobs") or "logprob" not in str(exc).lower():
-                    raise
-                # Some servers refuse logprobs on chat: remember it and ask again without.
-                log.info("%s does not support logprobs; continuing without", self.base_url)
-                self._logprobs = False
-                kwargs.pop("logprobs")
-                response = self._client.chat.completions.create(**kwargs)
-        except openai.APITimeoutError as exc:
-            raise LLMRequestFailed(
-                f"{self.base_url}: request timed out after {self.timeout:g}s ({self.retries} retries); "
-                "raise request_timeout (SQLWRIGHT_REQUEST_TIMEOUT)"
-            ) from exc
-        except openai.APIConnectionError as exc:
-            reason = exc.__cause__ or exc
-            raise LLMRequestFailed(
-                f"{self.base_url}: cannot reach the server ({self.retries} retries): {reason}"
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise LLMRequestFailed(f"{self.base_url}: HTTP {exc.status_code}: {_status_reason(exc)}") from exc
-        except openai.OpenAIError as exc:
-            raise LLMRequestFailed(f"{self.base_url}: bad response: {exc}") from exc
+        response = self._create_with_retries(kwargs)
         elapsed = time.perf_counter() - started
         choices = list(response.choices or [])
         usage = response.usage
@@ -163,10 +186,129 @@ class OpenAILLM:
             )
         return out
 
+    def _create_with_retries(self, kwargs: dict[str, Any]) -> Any:
+        """The server's ChatCompletion for `kwargs`; every failure converted to an LLMRequestFailed."""
+        import openai
+
+        if not self._answering:
+            self._check_answering()
+        attempt = 0
+        while True:
+            try:
+                response = self._create(kwargs)
+                self._answering = True
+                return response
+            except openai.APITimeoutError as exc:
+                self._answering = False
+                if _caused_by(exc, "ConnectTimeout"):
+                    raise self._connection_error(exc) from exc
+                # The whole request_timeout went by: hung (reported as such by the check) or only slow.
+                # Neither is retried, since a retry would wait as long again.
+                self._check_answering()
+                raise LLMRequestFailed(
+                    f"The model server ({self.base_url}) did not finish the completion within {self.timeout:g}s: "
+                    "raise request_timeout (--request-timeout, SQLWRIGHT_REQUEST_TIMEOUT) or ask for fewer "
+                    "candidates"
+                ) from exc
+            except openai.APIConnectionError as exc:
+                self._answering = False
+                if attempt >= self.retries:
+                    raise self._connection_error(exc, attempts=attempt + 1) from exc
+                delay = _backoff(attempt)
+            except openai.APIStatusError as exc:
+                if exc.status_code not in _RETRY_STATUSES or attempt >= self.retries:
+                    raise self._status_error(exc) from exc
+                delay = _retry_after(exc) or _backoff(attempt)
+            except openai.OpenAIError as exc:
+                raise LLMRequestFailed(
+                    f"The model server ({self.base_url}) sent a bad response: {_one_line(exc)}"
+                ) from exc
+            attempt += 1
+            log.info("%s: retrying in %.1fs (attempt %d of %d)", self.base_url, delay, attempt + 1, self.retries + 1)
+            time.sleep(delay)
+
+    def _create(self, kwargs: dict[str, Any]) -> Any:
+        import openai
+
+        if not self._logprobs:
+            return self._client.chat.completions.create(**kwargs)
+        try:
+            return self._client.chat.completions.create(**kwargs, logprobs=True)
+        except openai.BadRequestError as exc:
+            if "logprob" not in str(exc).lower():
+                raise
+        # Some servers refuse logprobs on chat: remember it and ask again without.
+        log.info("%s does not support logprobs; continuing without", self.base_url)
+        self._logprobs = False
+        return self._client.chat.completions.create(**kwargs)
+
+    def _check_answering(self) -> None:
+        """Return when the server answers GET /models with any HTTP status; raise ModelServerUnreachable or
+        ModelServerNotAnswering (not retried: a dead or hung address is the user's to fix) when it does not."""
+        import openai
+
+        quick = self._client.with_options(timeout=openai.Timeout(**self._limits(self._liveness_read)),
+                                          max_retries=0)
+        try:
+            quick.models.with_raw_response.list()
+        except openai.APIStatusError:
+            pass  # an error status is an answer: the server is there (the request says what is wrong)
+        except openai.APIConnectionError as exc:
+            raise self._connection_error(exc, liveness=True) from exc
+        self._answering = True
+
+    # --- errors ---------------------------------------------------------------------------------
+    def _connection_error(self, exc: Exception, *, liveness: bool = False, attempts: int = 1) -> LLMRequestFailed:
+        """The error for a request that got no HTTP answer. A wrong address (refused, unknown host, nothing
+        accepting) and a server that accepts but never answers (often a port where something else listens,
+        or a stopped process) are the user's to fix: exit code 2, as for an unreachable database. A
+        connection dropped after the server had the request is a failure: exit code 1."""
+        cause = exc.__cause__
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        if _caused_by(exc, "ConnectTimeout"):
+            return ModelServerUnreachable(
+                f"Could not connect to the model server ({self.base_url}): no connection within "
+                f"{self.connect_timeout:g}s (connect_timeout: --connect-timeout, SQLWRIGHT_CONNECT_TIMEOUT)"
+            )
+        if _caused_by(exc, "TimeoutException"):
+            waited = self._liveness_read if liveness else self.timeout
+            return ModelServerNotAnswering(
+                f"The model server ({self.base_url}) accepted the connection but did not answer within "
+                f"{waited:g}s: is it the right address, and is the server running?"
+            )
+        if cause is not None and _caused_by(exc, "ConnectError"):
+            return ModelServerUnreachable(
+                f"Could not connect to the model server ({self.base_url}){tries}: {_connect_reason(cause)}"
+            )
+        return LLMRequestFailed(
+            f"The model server ({self.base_url}) closed the connection without an answer{tries}: "
+            f"{_connect_reason(cause or exc)}"
+        )
+
+    def _status_error(self, exc: Any) -> LLMRequestFailed:
+        status = exc.status_code
+        reason = _status_reason(exc)
+        if status in (401, 403):
+            what = "refused the API key" if self._has_api_key else "needs an API key"
+            return ModelAPIKeyRefused(
+                f"The model server ({self.base_url}) {what} (HTTP {status}: {reason}): set SQLWRIGHT_API_KEY"
+            )
+        if status == 404:
+            return ModelNotServed(
+                f"The model server ({self.base_url}) does not know model {self.model!r} (HTTP 404: {reason}): "
+                "check the name after 'openai:' and that the URL is the API's root (most end in /v1)"
+            )
+        return LLMRequestFailed(f"The model server ({self.base_url}) answered HTTP {status}: {reason}")
+
     # --- tokens ---------------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        """Tokens in `text`: the server's tokenizer when it has a tokenize route, else an estimate."""
+        """Tokens in `text`: the server's tokenizer when it has a tokenize route, else an estimate.
+
+        The first call is the first contact with the server: it raises ModelServerUnreachable or
+        ModelServerNotAnswering when the server is not there, as a completion would."""
         if self._tokenize_route is False:
+            if not self._answering:
+                self._check_answering()
             self._tokenize_route = self._probe_tokenize()
         if self._tokenize_route:
             counted = self._server_count(self._tokenize_route, text)
@@ -190,13 +332,36 @@ class OpenAILLM:
         # The three tokenize APIs name the text differently; send all three names, read "tokens".
         body = {"model": self.model, "input": text, "content": text, "prompt": text}
         try:
-            reply = httpx.post(self._server_root() + route, json=body, timeout=min(10.0, self.timeout))
+            reply = httpx.post(self._server_root() + route, json=body,
+                               timeout=httpx.Timeout(**self._limits(self._liveness_read)))
             if reply.status_code != 200:
                 return None
             tokens = reply.json().get("tokens")
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
         return len(tokens) if isinstance(tokens, list) else None
+
+
+def _caused_by(exc: BaseException, name: str) -> bool:
+    """Whether `exc` was raised from an httpx error of class `name` (or a subclass). By name, since the
+    openai client may run on its own httpx flavour (openai 3 uses httpx2), whose classes are not httpx's."""
+    cause = exc.__cause__
+    return cause is not None and any(klass.__name__ == name for klass in type(cause).__mro__)
+
+
+def _backoff(attempt: int) -> float:
+    return min(_MAX_BACKOFF, 0.5 * 2**attempt)
+
+
+def _retry_after(exc: Any) -> float | None:
+    """The server's Retry-After in seconds (capped), when it sent one as a number."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return None if seconds is None or seconds < 0 else min(seconds, _MAX_BACKOFF)
 
 
 def _token_logprobs(choice: Any) -> list[float]:
@@ -208,12 +373,35 @@ def _token_logprobs(choice: Any) -> list[float]:
     return [float(t.logprob) for t in content if getattr(t, "logprob", None) is not None]
 
 
+def _one_line(text: object, limit: int = _REASON_CHARS) -> str:
+    """`text` on one line (blanks collapsed), cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """'connection refused', 'name or service not known', …: the OS's reason without its errno."""
+    text = _ERRNO_PREFIX.sub("", _one_line(exc)) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
 def _status_reason(exc: Any) -> str:
-    """A short reason from an HTTP error reply (the server's error message when it sent one)."""
+    """The server's own error text from an HTTP error reply, on one line: the message of an OpenAI-style
+    {"error": {"message": …}} (the client has already unwrapped "error"), FastAPI's {"detail": …}, or the
+    plain text (an HTML page's tags removed)."""
     body = getattr(exc, "body", None)
-    message = None
+    message: object = None
     if isinstance(body, dict):
         error = body.get("error")
-        message = error.get("message") if isinstance(error, dict) else body.get("message") or error
-    text = str(message or getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else "no reason given"
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail")
+        message = message or body.get("message") or body.get("detail") or error or body.get("msg")
+    elif isinstance(body, str):
+        message = body
+    if not message:
+        response = getattr(exc, "response", None)
+        message = getattr(response, "text", None) or getattr(exc, "message", None) or exc
+    text = str(message)
+    if "<" in text and ">" in text:
+        text = _HTML_TAG.sub(" ", text)
+    return _one_line(text) or "no reason given"

