@@ -14,20 +14,36 @@ import pytest
 from sqlwright.db.result import Result
 from sqlwright.errors import ConfigError
 from sqlwright.eval.compare import (
+    NOTE_BROADCAST,
+    NOTE_DESCENDING_DEFAULT,
+    NOTE_DUPLICATE_COLUMNS,
+    NOTE_EMPTY_BROADCAST,
+    NOTE_PERCENT,
     RULES,
+    DefogOrderBy,
+    Judgement,
+    OrderKeys,
     bird_match,
     compare,
+    defog_order_by,
+    defog_percent_error,
     expand_sqleval_gold,
     get_rule,
     has_top_level_order_by,
+    judge,
     normalize_value,
+    pandas_close,
+    pandas_kind,
     soft_f1,
     spider_match,
     spider_order_matters,
     spider_prepare,
     spider_quick_rej,
     sqleval_match,
+    sqleval_order_keys,
 )
+
+SQLEVAL_RULES = ("sqleval", "sqleval-strict")
 
 
 def R(rows, columns=None):
@@ -164,7 +180,7 @@ def test_spider_match_agrees_with_brute_force_on_random_tables():
             assert spider_match(gold, pred, order) == _brute_result_eq(gold, pred, order), (gold, pred, order)
 
 
-@pytest.mark.parametrize("rule", ["spider", "bird", "sqleval"])
+@pytest.mark.parametrize("rule", ["spider", "bird", "sqleval", "sqleval-strict"])
 def test_every_rule_judges_a_result_the_same_as_itself(rule):
     # The runner relies on it: a prediction whose text is the gold's reuses the gold result, is right
     # and has Soft-F1 1.0, without comparing.
@@ -174,7 +190,7 @@ def test_every_rule_judges_a_result_the_same_as_itself(rule):
         cols, rows = rng.randint(1, 4), rng.randint(0, 6)
         gold = R([tuple(rng.choice(cells) for _ in range(cols)) for _ in range(rows)], [f"c{i}" for i in range(cols)])
         for gold_sql in ("SELECT * FROM t", "SELECT * FROM t ORDER BY 1"):
-            assert compare(rule, gold, gold, gold_sql=gold_sql, question="q"), (rule, gold)
+            assert compare(rule, gold, gold, gold_sql=gold_sql, question="q", pred_sql=gold_sql), (rule, gold)
         assert soft_f1(gold, gold) == 1.0
 
 
@@ -257,55 +273,190 @@ def test_expand_sqleval_gold_alternatives_and_subsets():
 def test_sqleval_exact_after_normalising():
     gold = R([(1, "a"), (2, "b")], ("id", "name"))
     pred = R([("b", 2), ("a", 1), ("a", 1)], ("name", "id"))  # reordered columns and rows, a duplicate
-    assert sqleval_match([gold], pred, "list the names")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, gold, pred, question="list the names")
+    assert sqleval_match([gold], pred, "list the names")  # the default rule as a plain function
 
 
 def test_sqleval_subset_extra_renamed_columns_pass():
     gold = R([(1,), (2,)], ("id",))
     pred = R([("a", 2, 9.5), ("b", 1, 3.0)], ("name", "customer_id", "x"))
-    assert sqleval_match([gold], pred, "which ids")
-    assert not sqleval_match([gold], R([("a", 2), ("b", 3)], ("name", "id")), "which ids")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, gold, pred, question="which ids")
+        assert not compare(rule, gold, R([("a", 2), ("b", 3)], ("name", "id")), question="which ids")
 
 
 def test_sqleval_order_questions_keep_row_order():
     gold = R([(1, "a"), (2, "b")], ("id", "name"))
     flipped = R([(2, "b"), (1, "a")], ("id", "name"))
-    assert sqleval_match([gold], flipped, "what are the names")
-    assert not sqleval_match([gold], flipped, "sort the names by id")
-    assert not sqleval_match([gold], flipped, "what are the names", category="order_by")
-    assert sqleval_match([gold], gold, "sort the names by id")
-    # no category at all: the gold's ORDER BY decides
-    assert not sqleval_match([gold], flipped, "names", "SELECT id, name FROM t ORDER BY id")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, gold, flipped, question="what are the names")
+        assert not compare(rule, gold, flipped, question="sort the names by id")
+        assert not compare(rule, gold, flipped, question="what are the names", category="order_by")
+        assert compare(rule, gold, gold, question="sort the names by id")
+    # no category at all: the gold's ORDER BY decides; the strict rule follows the gold's order
+    sql = "SELECT id, name FROM t ORDER BY id"
+    assert not compare("sqleval-strict", gold, flipped, question="names", gold_sql=sql, pred_sql=sql + " DESC")
 
 
 def test_sqleval_float_tolerance_is_pandas_default():
     gold = R([(1.0,), (100000.0,)], ("v",))
-    assert sqleval_match([gold], R([(1.000001,), (100000.5,)], ("v",)), "q")
-    assert not sqleval_match([gold], R([(1.001,), (100000.0,)], ("v",)), "q")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, gold, R([(1.000001,), (100000.5,)], ("v",)), question="q")
+        assert not compare(rule, gold, R([(1.001,), (100000.0,)], ("v",)), question="q")
+    # pandas compares with math.isclose (relative to the larger value), not numpy's isclose
+    assert pandas_close(1.0, 1.0000099) and not pandas_close(1.0, 1.0000100005)
+    assert pandas_close(0.0, 1e-9) and not pandas_close(0.0, 2e-8)
 
 
 def test_sqleval_any_alternative_and_empty_gold():
     g1 = R([(1,)], ("a",))
     g2 = R([(1, "x")], ("a", "b"))
     pred = R([("x", 1)], ("b", "a"))
-    assert sqleval_match([g1, g2], pred, "q")
-    # an empty gold matches only an exactly equal (empty) prediction, never as a subset
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, [g1, g2], pred, question="q")
     empty = R([], ("a",))
-    assert sqleval_match([empty], R([], ("a",)), "q")
-    assert not sqleval_match([empty], R([], ("a", "b")), "q")
-    assert not sqleval_match([empty], R([(1,)], ("a",)), "q")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, empty, R([], ("a",)), question="q")
+        assert not compare(rule, empty, R([(1,), (2,)], ("a",)), question="q")
+    # strict: an empty gold equals an empty prediction with at least its columns
+    assert compare("sqleval-strict", empty, R([], ("a", "b")), question="q")
+    assert not compare("sqleval-strict", R([], ("a", "b")), R([], ("a",)), question="q")
 
 
 def test_sqleval_nulls_and_duplicates_in_subset():
     gold = R([(None,), (1,)], ("a",))
-    assert sqleval_match([gold], R([(1, "p"), (None, "q")], ("a", "b")), "q")
-    # subset compares each column's sorted values including duplicates
-    assert not sqleval_match([R([(1,)], ("a",))], R([(1, "x"), (1, "y")], ("a", "b")), "q")
+    for rule in SQLEVAL_RULES:
+        assert compare(rule, gold, R([(1, "p"), (None, "q")], ("a", "b")), question="q")
+        # subset compares each column's sorted values including duplicates
+        assert not compare(rule, R([(1,)], ("a",)), R([(1, "x"), (1, "y")], ("a", "b")), question="q")
+    # Defog fills NULLs with -99999 before its final comparison; the strict rule does not
+    assert compare("sqleval", R([(None, "a")], ("n", "s")), R([(-99999, "a")], ("n", "s")), question="q")
+    assert not compare("sqleval-strict", R([(None, "a")], ("n", "s")), R([(-99999, "a")], ("n", "s")), question="q")
+
+
+# The five ways sqlwright's SQL-Eval verdicts used to differ from Defog's code (issue #10): each test
+# checks the default rule (Defog's behaviour) and the strict one.
+TIES_GOLD_SQL = "SELECT name, score FROM t ORDER BY score DESC"
+
+
+def test_sqleval_ties_in_an_ordered_result_may_come_in_any_order():
+    gold = R([("b", 9), ("a", 5), ("c", 5)], ("name", "score"))
+    ties_swapped = R([("b", 9), ("c", 5), ("a", 5)], ("name", "score"))
+    pred_sql = TIES_GOLD_SQL + ", name DESC"
+    ask = {"question": "Rank the players by score", "gold_sql": TIES_GOLD_SQL, "pred_sql": pred_sql,
+           "category": "order_by", "dialect": "postgres"}
+    # Defog sorts both results by the ORDER BY's columns, then the others: ties do not matter
+    assert judge("sqleval", gold, ties_swapped, **ask) == Judgement(True)
+    assert compare("sqleval-strict", gold, ties_swapped, **ask)
+    # a real change of order is wrong in the strict rule (Defog sorts it away: same texts, same sort)
+    wrong_order = R([("a", 5), ("b", 9), ("c", 5)], ("name", "score"))
+    assert not compare("sqleval-strict", gold, wrong_order, **ask)
+    # ties by keys that are not selected cannot be seen: the strict rule then wants the gold's order
+    unseen = {**ask, "gold_sql": "SELECT name FROM t ORDER BY score DESC"}
+    names = R([("b",), ("a",), ("c",)], ("name",))
+    assert not compare("sqleval-strict", names, R([("b",), ("c",), ("a",)], ("name",)), **unseen)
+    assert compare("sqleval-strict", names, names, **unseen)
+
+
+def test_sqleval_order_keys_found_by_position_alias_and_expression():
+    cols = ("name", "n")
+    sql = "SELECT c.name, COUNT(*) AS n FROM c GROUP BY c.name ORDER BY n DESC, 1"
+    assert sqleval_order_keys(sql, cols, "postgres") == OrderKeys((1, 0), True)
+    sql = "SELECT c.name, COUNT(*) FROM c GROUP BY c.name ORDER BY COUNT(*) DESC, c.name"
+    assert sqleval_order_keys(sql, ("name", "count"), "postgres") == OrderKeys((1, 0), True)
+    sql = "SELECT name FROM c ORDER BY score DESC, name"
+    assert sqleval_order_keys(sql, ("name",), "postgres") == OrderKeys((), False)
+    assert sqleval_order_keys("SELECT name FROM c", ("name",), "postgres") is None
+
+
+def test_sqleval_duplicate_column_names():
+    gold = R([(1, "a"), (2, "b")], ("id", "name"))
+    twice = R([(1, "a", "a"), (2, "b", "b")], ("id", "name", "name"))
+    # pandas raises sorting a frame by a repeated column name: an error in Defog's code, so wrong
+    assert judge("sqleval", gold, twice, question="list them") == Judgement(False, NOTE_DUPLICATE_COLUMNS)
+    assert compare("sqleval-strict", gold, twice, question="list them")
+    # unless the raw values are equal at once: one column broadcast against two equal ones
+    one = R([("a",), ("b",)], ("name",))
+    doubled = R([("a", "a"), ("b", "b")], ("name", "name"))
+    assert judge("sqleval", one, doubled, question="q") == Judgement(True, NOTE_BROADCAST)
+    assert compare("sqleval-strict", one, doubled, question="q")
+
+
+def test_sqleval_integers_compare_exactly():
+    gold = R([(5,), (7,)], ("n",))
+    scaled = R([(5.0000005,), (7.0000007,)], ("n",))
+    for rule in SQLEVAL_RULES:
+        assert not compare(rule, gold, scaled, question="q")
+        assert compare(rule, gold, R([(5.0,), (7.0,)], ("n",)), question="q")  # the same numbers
+        assert compare(rule, R([(5.5,)], ("x",)), R([(5.5000005,)], ("x",)), question="q")  # floats: tolerance
+    # in pandas an integer column with a NULL is a float column, compared with the tolerance
+    with_null = R([(5,), (None,)], ("n",))
+    assert compare("sqleval", with_null, R([(5.0000005,), (None,)], ("n",)), question="q")
+    assert not compare("sqleval-strict", with_null, R([(5.0000005,), (None,)], ("n",)), question="q")
+
+
+def test_sqleval_order_direction_defog_reads_descending_by_default():
+    gold = R([("a", 1), ("b", 2), ("c", 3)], ("name", "score"))
+    reversed_ = R(list(reversed(gold.rows)), ("name", "score"))
+    ask = {"question": "Sort the names by score", "category": "order_by",
+           "gold_sql": "SELECT name, score FROM t ORDER BY score",
+           "pred_sql": "SELECT name, score FROM t ORDER BY score DESC"}
+    # Defog's regex sees no ASC in the gold's ORDER BY and sorts it descending, like the prediction
+    assert judge("sqleval", gold, reversed_, **ask) == Judgement(True, NOTE_DESCENDING_DEFAULT)
+    assert not compare("sqleval-strict", gold, reversed_, **ask)
+    # the same rows in the same order are right either way, and no quirk decided it
+    same = {**ask, "pred_sql": ask["gold_sql"]}
+    assert judge("sqleval", gold, gold, **same) == Judgement(True)
+    # the regex reads only the first ORDER BY up to a comma, parenthesis or newline
+    assert defog_order_by("SELECT a FROM t ORDER BY a ASC, b DESC").ascending is True
+    assert defog_order_by("SELECT a FROM t ORDER BY COUNT(*) DESC").ascending is None
+    assert defog_order_by("SELECT a FROM t ORDER BY COUNT(*) DESC").real_ascending is False
+    assert defog_order_by("SELECT a FROM t ORDER BY (a) DESC") == DefogOrderBy(("a",), None, False)
+    assert defog_order_by("SELECT a FROM t\nORDER BY a DESC\nLIMIT 3").columns == ()
+    assert defog_order_by("SELECT a FROM t ORDER  BY a") is None
+
+
+def test_sqleval_empty_result_against_one_row_broadcasts():
+    one_row = R([(3,)], ("count",))
+    empty = R([], ("count",))
+    for gold, pred in ((one_row, empty), (empty, one_row)):
+        assert judge("sqleval", gold, pred, question="How many?") == Judgement(True, NOTE_EMPTY_BROADCAST)
+        assert not compare("sqleval-strict", gold, pred, question="How many?")
+    # two rows do not broadcast against none
+    assert not compare("sqleval", R([(3,), (4,)], ("count",)), empty, question="How many?")
+
+
+def test_sqleval_percent_outside_like_fails_in_defogs_postgres_queries():
+    # Defog escapes '%' only from the first LIKE to the last quote, then psycopg2 formats the text
+    assert not defog_percent_error("SELECT name FROM t WHERE name LIKE '%a%' AND x = 'b'")
+    assert defog_percent_error("SELECT id % 2 FROM t")
+    assert defog_percent_error("SELECT name FROM t WHERE name LIKE '%a%' AND id % 2 = 0")
+    gold = R([(0,), (1,)], ("m",))
+    ask = {"question": "q", "gold_sql": "SELECT id - 2 * (id / 2) AS m FROM t", "pred_sql": "SELECT id % 2 AS m FROM t"}
+    assert judge("sqleval", gold, gold, dialect="postgres", **ask) == Judgement(False, NOTE_PERCENT)
+    assert judge("sqleval", gold, gold, dialect="sqlite", **ask) == Judgement(True)
+    assert compare("sqleval-strict", gold, gold, dialect="postgres", **ask)
+
+
+def test_sqleval_pandas_column_kinds_and_results_right_against_themselves():
+    # The kinds of columns pandas makes of SQL results (they decide exact or tolerant comparison).
+    assert [pandas_kind(v) for v in ([1, 2], [1, None], [1.5], [True], [True, None], ["a"], [None])] == [
+        "int", "float", "float", "bool", "object", "object", "object"]
+    rng = random.Random(11)
+    for _ in range(300):
+        cols, rows = rng.randint(1, 3), rng.randint(0, 4)
+        cells = [1, 2, 2.5, None, "x", "y"]
+        gold = R([tuple(rng.choice(cells) for _ in range(cols)) for _ in range(rows)], [f"c{i}" for i in range(cols)])
+        # every rule judges a result right against itself (the runner relies on it)
+        for rule in SQLEVAL_RULES:
+            assert compare(rule, gold, gold, question="order them", gold_sql="SELECT * FROM t ORDER BY c0",
+                           pred_sql="SELECT * FROM t ORDER BY c0"), (rule, gold)
 
 
 # --- registry --------------------------------------------------------------------------------------
-def test_registry_has_the_three_rules_and_suggests_names():
-    assert {"spider", "bird", "sqleval"} <= set(RULES)
+def test_registry_has_the_rules_and_suggests_names():
+    assert {"spider", "bird", "sqleval", "sqleval-strict"} <= set(RULES)
     with pytest.raises(ConfigError, match="did you mean 'spider'"):
         get_rule("spyder")
 

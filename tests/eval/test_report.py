@@ -126,3 +126,57 @@ def test_select_examples_filters():
     assert len(select_examples(exs, db_ids=["a", "c"], sample=10, seed=1)) == 10
     with pytest.raises(ConfigError, match="unknown --db-id zz"):
         select_examples(exs, db_ids=["zz"])
+
+
+# --- notes of the comparison rule (SQL-Eval's Defog quirks) -----------------------------------------
+def test_sqleval_notes_are_kept_in_the_run_file_and_reported(dataset: TinyDataset, tmp_path: Path):
+    from sqlwright.eval.compare import NOTE_BROADCAST, NOTE_EMPTY_BROADCAST
+    from sqlwright.eval.runner import summary_from_run_file
+
+    exs = [Example("e0", "How many?", "d", "SELECT a FROM t WHERE a = 3", category="filter"),
+           Example("e1", "Which values?", "d", "SELECT a FROM t WHERE a < 2", category="filter"),
+           Example("e2", "Which values?", "d", "SELECT a FROM t WHERE a < 3", category="filter")]
+    sqleval = TinyDataset(dataset.folder, exs)
+    sqleval.comparison = "sqleval"
+    preds = {"e0": Prediction("e0", "SELECT a FROM t WHERE a > 100"),  # empty against one row
+             "e1": Prediction("e1", "SELECT a, a FROM t WHERE a < 2"),  # one column against two equal ones
+             "e2": Prediction("e2", "SELECT a FROM t WHERE a < 3")}
+    summary = run_eval(sqleval, preds, run_file=tmp_path / "r.sqlite", workers=0, progress=False)
+    notes = {v.id: (v.correct, v.note) for v in summary.verdicts}
+    assert notes == {"e0": (True, NOTE_EMPTY_BROADCAST), "e1": (True, NOTE_BROADCAST), "e2": (True, None)}
+    again = summary_from_run_file(tmp_path / "r.sqlite")
+    assert {v.id: v.note for v in again.verdicts} == {k: n for k, (_, n) in notes.items()}
+
+    paths = write_report(again.to_dict(), tmp_path / "rep")
+    data = json.loads(paths["json"].read_text())
+    assert data["notes"] == {NOTE_BROADCAST: {"count": 1, "correct": 1}, NOTE_EMPTY_BROADCAST: {"count": 1, "correct": 1}}
+    assert [r["note"] for r in data["results"]] == [NOTE_EMPTY_BROADCAST, NOTE_BROADCAST, None]
+    md = paths["markdown"].read_text()
+    assert f"| note: {NOTE_EMPTY_BROADCAST} | 1 (1 right) |" in md and "## Verdicts with a note (2)" in md
+    assert "<h2>Verdicts with a note (2)</h2>" in paths["html"].read_text()
+
+    # the strict rule is another configuration: it cannot resume the default run, and has no quirks
+    sqleval.comparison = "sqleval-strict"
+    with pytest.raises(ConfigError, match="comparison"):
+        run_eval(sqleval, preds, run_file=tmp_path / "r.sqlite", workers=0, progress=False)
+    strict = run_eval(sqleval, preds, run_file=tmp_path / "s.sqlite", workers=0, progress=False)
+    assert {v.id: (v.correct, v.note) for v in strict.verdicts} == {
+        "e0": (False, None), "e1": (True, None), "e2": (True, None)}
+
+
+def test_sqleval_strict_flag_is_only_for_sqleval(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from sqlwright.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "spider", "--data", str(tmp_path), "--sqleval-strict"])
+    assert result.exit_code == 2 and "--sqleval-strict is for sqleval" in result.output
+
+
+def test_sqleval_dataset_names_its_rule(data_dir: Path):
+    from sqlwright.eval.datasets import load_dataset
+
+    with load_dataset("sqleval", data_dir / "sqleval") as default:
+        assert default.comparison == "sqleval"
+    with load_dataset("sqleval", data_dir / "sqleval", strict=True) as strict:
+        assert strict.comparison == "sqleval-strict"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import os
+import re
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from sqlwright.db import open_database
 from sqlwright.errors import DatasetError
 from sqlwright.eval.datasets import load_dataset
-from sqlwright.eval.datasets.materialize import LoadInfo, SqlEvalMaterializer, read_tables
+from sqlwright.eval.datasets.materialize import LoadInfo, SqlEvalMaterializer, pg_generations, read_tables
 
 # One prefix per test process: two test sessions at once must not drop each other's databases.
 TEST_PREFIX = f"sqlwright_test_sqleval_{os.getpid()}_"
@@ -163,25 +164,141 @@ def test_gold_queries_run(data_dir, built, dialect):
         assert failures == {}
 
 
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_reload_makes_a_new_sqlite_copy_and_prunes_the_old(data_dir, tmp_path):
-    def fresh() -> SqlEvalMaterializer:
-        return SqlEvalMaterializer(
-            data_dir / "sqleval" / "databases", prefix=f"sqlwright_test_reload_{os.getpid()}_", cache_dir=tmp_path, reuse=False
-        )
+# --- generations: a reload never cuts off a user of an earlier load ---------------------------------
+def _fresh(data_dir: Path, cache: Path, *, reuse: bool) -> SqlEvalMaterializer:
+    prefix = f"sqlwright_test_gen_{os.getpid()}_"
+    return SqlEvalMaterializer(data_dir / "sqleval" / "databases", prefix=prefix, mysql_prefix=prefix,
+                               cache_dir=cache, reuse=reuse)
 
-    first_run = fresh()
+
+def _pg_names(materializer: SqlEvalMaterializer, db: str, *, in_use: bool | None = None) -> set[str]:
+    """The PostgreSQL generations of `db` (only those with sessions on them, or only those without)."""
+    import psycopg
+
+    with psycopg.connect(materializer.pg_admin_url, autocommit=True) as admin:
+        generations = pg_generations(admin, materializer.prefix + db)
+    return {g.name for g in generations if in_use is None or bool(g.sessions) == in_use}
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    """A closed session leaves the server's session list a moment after the client closes it."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _sqlite_copies(cache: Path) -> set[str]:
+    return {p.name for p in cache.glob("*/*.sqlite")}
+
+
+@pytest.mark.postgres
+def test_reload_loads_beside_what_is_in_use_and_drops_it_once_unused(data_dir, tmp_path):
+    import psycopg
+
+    first = _fresh(data_dir, tmp_path, reuse=False)
     try:
-        first = first_run.url("restaurants", "sqlite")
-        time.sleep(1.1)  # load ids have one-second resolution
-        second_run = fresh()
-        second = second_run.url("restaurants", "sqlite")
-        assert second_run.load_info("restaurants").load_id != first_run.load_info("restaurants").load_id
-        assert second != first
-        assert not Path(first.removeprefix("sqlite:///")).exists()
-        assert [p.name for p in tmp_path.glob("*/*.sqlite")] == [Path(second).name]
-    except DatasetError as exc:
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        try:
+            pg1, lite1 = first.url("restaurants", "postgres"), first.url("restaurants", "sqlite")
+        except DatasetError as exc:
+            pytest.skip(f"PostgreSQL not available: {exc}")
+        gen1 = pg1.rsplit("/", 1)[1]
+        session = psycopg.connect(pg1, autocommit=True)  # another process on the old generation
+        try:
+            # A forced reload (as on another day) goes beside the old one: first still holds its copies,
+            # and the session stays.
+            second = _fresh(data_dir, tmp_path, reuse=False)
+            pg2, lite2 = second.url("restaurants", "postgres"), second.url("restaurants", "sqlite")
+            assert pg2 != pg1 and lite2 != lite1
+            assert session.execute("SELECT count(*) FROM restaurant").fetchone()[0] > 0
+            assert re.fullmatch(rf"{first.prefix}restaurants_g\d{{14}}", gen1)
+            with open_database(lite1) as old_copy:  # opened after the reload: still there
+                assert old_copy.execute("SELECT count(*) FROM restaurant").rows[0][0] > 0
+            assert _pg_names(first, "restaurants") == {gen1, pg2.rsplit("/", 1)[1]}
+            assert _sqlite_copies(tmp_path) == {Path(lite1).name, Path(lite2).name}
+
+            # first is done: its SQLite copy goes at the next load; the generation stays with the session
+            first.close()
+            with _fresh(data_dir, tmp_path, reuse=True) as third:
+                assert third.url("restaurants", "sqlite") == lite2
+                assert third.url("restaurants", "postgres") == pg2
+            assert _sqlite_copies(tmp_path) == {Path(lite2).name}
+            assert gen1 in _pg_names(first, "restaurants")
+            assert session.execute("SELECT count(*) FROM restaurant").fetchone()[0] > 0
+        finally:
+            session.close()
+        _wait_for(lambda: _pg_names(first, "restaurants", in_use=True) == {pg2.rsplit("/", 1)[1]})
+        with _fresh(data_dir, tmp_path, reuse=True) as fourth:
+            assert fourth.url("restaurants", "postgres") == pg2
+        assert _pg_names(first, "restaurants") == {pg2.rsplit("/", 1)[1]}  # nobody on gen1 any more
+        second.close()
     finally:
-        first_run.drop("restaurants")
+        first.drop("restaurants")
+    assert _pg_names(first, "restaurants") == set()
+
+
+@pytest.mark.postgres
+@pytest.mark.mysql
+def test_mysql_copy_in_use_is_kept_and_replaced_once_free(data_dir, tmp_path):
+    pymysql = pytest.importorskip("pymysql")
+    first = _fresh(data_dir, tmp_path, reuse=False)
+    try:
+        try:
+            url = first.url("restaurants", "mysql")
+        except DatasetError as exc:
+            pytest.skip(f"database servers not available: {exc}")
+        name = url.rsplit("/", 1)[1]
+        assert name == f"{first.mysql_prefix}restaurants"  # SQL-Eval's MySQL gold names the database
+        session = pymysql.connect(host="127.0.0.1", user="root", database=name)
+        first.close()
+
+        second = _fresh(data_dir, tmp_path, reuse=False)
+        assert second.url("restaurants", "mysql") == url
+        assert second.load_info("restaurants") != first.load_info("restaurants")
+        # in use: kept as it is, not changed under the session
+        assert _mysql_load(name) == first.load_info("restaurants").load_id
+        with session.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM restaurant")
+            assert cursor.fetchone()[0] > 0
+        session.close()
+        second.close()
+        _wait_for(lambda: _mysql_sessions(name) == 0)
+
+        with _fresh(data_dir, tmp_path, reuse=True) as third:
+            assert third.url("restaurants", "mysql") == url
+            new_load = second.load_info("restaurants").load_id
+            assert _mysql_load(name) == new_load == third.load_info("restaurants").load_id
+            with open_database(url) as database:
+                assert database.execute("SELECT count(*) FROM restaurant").rows[0][0] > 0
+        assert _mysql_databases(name) == {name}  # no staging or retired copy left behind
+    finally:
+        first.drop("restaurants")
+    assert _mysql_databases(name) == set()
+
+
+def _mysql_load(name: str) -> str | None:
+    import pymysql
+
+    with pymysql.connect(host="127.0.0.1", user="root") as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                       (name,))
+        row = cursor.fetchone()
+    info = LoadInfo.from_comment(row[0]) if row else None
+    return info.load_id if info else None
+
+
+def _mysql_sessions(name: str) -> int:
+    import pymysql
+
+    with pymysql.connect(host="127.0.0.1", user="root") as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = %s", (name,))
+        return cursor.fetchone()[0]
+
+
+def _mysql_databases(name: str) -> set[str]:
+    import pymysql
+
+    with pymysql.connect(host="127.0.0.1", user="root") as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                       (name.replace("_", "\\_") + "%",))
+        return {row[0] for row in cursor.fetchall()}

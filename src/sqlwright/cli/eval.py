@@ -15,12 +15,14 @@ from sqlwright.cli.ask import (
     ABSTAIN_BELOW,
     ALL_CANDIDATES,
     CANDIDATES,
+    CONNECT_TIMEOUT,
     COT,
     GREEDY,
     NO_LINKING,
     NO_VALUES,
     REPAIR_ALL,
     REPAIR_ROUNDS,
+    REQUEST_TIMEOUT,
     pipeline_overrides,
 )
 from sqlwright.errors import ConfigError
@@ -52,8 +54,10 @@ def default_run_file(config: dict) -> Path:
     return load_settings().cache_dir / "runs" / "".join(c if c.isalnum() or c in "-._" else "_" for c in name)
 
 
-def _build_predictor(predictions: Path | None, model: str | None, examples, pipeline: dict):
-    """The predictor and what identifies it in the run's configuration."""
+def _build_predictor(predictions: Path | None, model: str | None, examples, pipeline: dict,
+                     llm_settings: dict | None = None):
+    """The predictor and what identifies it in the run's configuration (`llm_settings`: settings given as
+    flags, for the model)."""
     from sqlwright.eval.predictors import FilePredictor, PipelinePredictor
 
     if predictions is not None and model is not None:
@@ -67,11 +71,12 @@ def _build_predictor(predictions: Path | None, model: str | None, examples, pipe
                                                                  "predictions_sha256": digest}
     if model is None:
         raise ConfigError("give --predictions FILE (another system's SQL) or --model NAME (ask the pipeline)")
+    from sqlwright.config import load_settings
     from sqlwright.llm import load_llm
     from sqlwright.pipeline.ask import AskOptions, Engine
 
     options = AskOptions(**pipeline)
-    engine = Engine(load_llm(model), options)
+    engine = Engine(load_llm(model, load_settings(**(llm_settings or {}))), options)
     return PipelinePredictor(engine), {"model": model, "pipeline": options.model_dump()}
 
 
@@ -83,7 +88,7 @@ def print_summary(summary) -> None:
     table = Table(title=f"{summary.config.get('dataset')} ({summary.config.get('comparison')} rules)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for label, value in headline(metrics):
+    for label, value in headline({**metrics, "results": summary.results()}):  # results: the verdicts' notes
         table.add_row(label, value)
     console.print(table)
     for key, label in BREAKDOWNS:
@@ -118,6 +123,9 @@ def _make_command(kind: str):
         report: Path = typer.Option(None, "--report", help="Write summary.json, summary.md, report.html here."),
         fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table or json."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        sqleval_strict: bool = typer.Option(
+            False, "--sqleval-strict", help="sqleval: judge by the corrected rule (ORDER BY ties in any order, "
+            "no Defog quirks) instead of Defog's own code."),
         candidates: int = CANDIDATES,
         repair_rounds: int = REPAIR_ROUNDS,
         repair_all: bool = REPAIR_ALL,
@@ -127,24 +135,32 @@ def _make_command(kind: str):
         abstain_below: float = ABSTAIN_BELOW,
         cot: bool = COT,
         greedy: bool = GREEDY,
+        request_timeout: float = REQUEST_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         from sqlwright.eval.datasets import load_dataset
         from sqlwright.eval.report import write_report
-        from sqlwright.eval.runner import DEFAULT_MAX_ROWS, run_config, run_eval
+        from sqlwright.eval.runner import DEFAULT_MAX_ROWS, EvalInterrupted, run_config, run_eval
         from sqlwright.eval.sampling import select_examples
 
         if fmt is OutputFormat.csv:
             raise ConfigError("eval prints a table or json (--format csv is for rows)")
         if resume and run_file is not None:
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
+        if sqleval_strict and kind != "sqleval":
+            raise ConfigError(f"--sqleval-strict is for sqleval, not {kind}")
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
                                       no_values, repair_all, all_candidates)
-        with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root) as dataset:
+        strict = {"strict": True} if sqleval_strict else {}  # the rule's name goes into the run's configuration
+        with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root, **strict) as dataset:
             examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
             if not examples:
                 raise ConfigError("no questions selected")
             # Predictions files cover the whole dataset (Spider's are one line per question, in order).
-            predictor, identity = _build_predictor(predictions, model, dataset.examples, pipeline)
+            predictor, identity = _build_predictor(
+                predictions, model, dataset.examples, pipeline,
+                llm_settings={"request_timeout": request_timeout, "connect_timeout": connect_timeout},
+            )
             extra = {"data": str(Path(data).resolve()), "dialect": dialect, **identity}
             config = run_config(dataset, examples, timeout=timeout, ves_repeats=ves_repeats,
                                 max_rows=DEFAULT_MAX_ROWS, extra=extra)
@@ -160,6 +176,11 @@ def _make_command(kind: str):
                     ves_repeats=ves_repeats, progress=not no_progress, config=extra,
                     exclude_dbs=UNRELIABLE_DBS.get(kind, ()),
                 )
+            except EvalInterrupted as stop:  # SIGINT or SIGTERM: the run file holds what was done
+                again = "the same command" + ("" if run_file is not None or resume else " plus --resume")
+                err_console.print(f"{stop}; resume with {again} (run file {path})", markup=False,
+                                  highlight=False, soft_wrap=True)
+                raise typer.Exit(stop.exit_code) from None
             finally:
                 close = getattr(predictor, "close", None)
                 if close:

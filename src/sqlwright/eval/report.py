@@ -1,12 +1,16 @@
 """Reports of a run: the full summary as JSON, tables as Markdown, and a self-contained HTML page with
 SVG charts (accuracy by difficulty, category and database; a latency histogram). No scripts, no
-external assets: the page opens offline."""
+external assets: the page opens offline.
+
+Verdicts may carry a note from their comparison rule (SQL-Eval names the Defog quirk, or the error in
+Defog's code, that decided a verdict): every report counts them and lists the questions that have one."""
 
 from __future__ import annotations
 
 import html
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,27 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def note_counts(summary: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per note, how many verdicts carry it and how many of those are right (a verdict whose note
+    names several things, "; "-separated, counts for each). Taken from `summary["notes"]` when the
+    summary has it (e.g. a summary.json read back), else from its results."""
+    if "notes" in summary:
+        return dict(summary["notes"])
+    count: Counter[str] = Counter()
+    right: Counter[str] = Counter()
+    for result in summary.get("results", []):
+        for note in filter(None, (result.get("note") or "").split("; ")):
+            count[note] += 1
+            right[note] += bool(result.get("correct"))
+    return {note: {"count": count[note], "correct": right[note]} for note in sorted(count)}
+
+
+def _why(result: Mapping[str, Any]) -> str:
+    """Why an answer is wrong, in a few words."""
+    return (result.get("error") or result.get("gold_error") or ("abstained" if result.get("abstained") else None)
+            or result.get("note") or "wrong result")
+
+
 def headline(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The run's main figures as (label, formatted value) rows."""
     rows = [
@@ -40,6 +65,8 @@ def headline(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("timeouts", str(summary["timeouts"])),
         ("gold errors", str(summary["gold_errors"])),
     ]
+    for note, n in note_counts(summary).items():
+        rows.append((f"note: {note}", f"{n['count']} ({n['correct']} right)"))
     excluding = summary.get("excluding")
     if excluding:
         rows.append((f"EX without {', '.join(excluding['dbs'])}", f"{_pct(excluding['ex'])} of {excluding['count']}"))
@@ -77,12 +104,14 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
             parts += [f"## EX by {label}", "", _md_table([label, "questions", "correct", "EX"], rows), ""]
     wrong = [r for r in summary.get("results", []) if not r["correct"]]
     if wrong:
-        rows = [
-            (r["id"], r["db"], r.get("error") or r.get("gold_error") or ("abstained" if r["abstained"] else "wrong result"),
-             r.get("pred_sql") or "", r["gold_sql"])
-            for r in wrong[:MAX_LISTED]
-        ]
+        rows = [(r["id"], r["db"], _why(r), r.get("pred_sql") or "", r["gold_sql"]) for r in wrong[:MAX_LISTED]]
         parts += [f"## Wrong answers ({len(wrong)})", "", _md_table(["id", "db", "why", "predicted", "gold"], rows), ""]
+    noted = [r for r in summary.get("results", []) if r.get("note")]
+    if noted:
+        rows = [(r["id"], r["db"], "right" if r["correct"] else "wrong", r["note"], r.get("pred_sql") or "",
+                 r["gold_sql"]) for r in noted[:MAX_LISTED]]
+        parts += [f"## Verdicts with a note ({len(noted)})", "",
+                  _md_table(["id", "db", "verdict", "note", "predicted", "gold"], rows), ""]
     parts += ["## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
     return "\n".join(parts)
 
@@ -180,10 +209,21 @@ def render_html(summary: Mapping[str, Any]) -> str:
         body.append(f"<h2>Wrong answers ({len(wrong)})</h2><table><tr><th>id</th><th>db</th><th>why</th>"
                     "<th>question</th><th>predicted</th><th>gold</th></tr>")
         for r in wrong[:MAX_LISTED]:
-            why = r.get("error") or r.get("gold_error") or ("abstained" if r["abstained"] else "wrong result")
+            why = _why(r)
             body.append(
                 f"<tr><td>{esc(str(r['id']))}</td><td>{esc(str(r['db']))}</td><td>{esc(why)}</td>"
                 f"<td>{esc(str(r.get('question') or ''))}</td>"
+                f"<td><code>{esc(r.get('pred_sql') or '')}</code></td><td><code>{esc(r['gold_sql'])}</code></td></tr>"
+            )
+        body.append("</table>")
+    noted = [r for r in summary.get("results", []) if r.get("note")]
+    if noted:
+        body.append(f"<h2>Verdicts with a note ({len(noted)})</h2><table><tr><th>id</th><th>db</th>"
+                    "<th>verdict</th><th>note</th><th>predicted</th><th>gold</th></tr>")
+        for r in noted[:MAX_LISTED]:
+            body.append(
+                f"<tr><td>{esc(str(r['id']))}</td><td>{esc(str(r['db']))}</td>"
+                f"<td>{'right' if r['correct'] else 'wrong'}</td><td>{esc(r['note'])}</td>"
                 f"<td><code>{esc(r.get('pred_sql') or '')}</code></td><td><code>{esc(r['gold_sql'])}</code></td></tr>"
             )
         body.append("</table>")
@@ -199,7 +239,8 @@ def write_report(summary: Mapping[str, Any], directory: Path) -> dict[str, Path]
         directory.mkdir(parents=True, exist_ok=True)
         paths = {"json": directory / "summary.json", "markdown": directory / "summary.md",
                  "html": directory / "report.html"}
-        paths["json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+        data = {**summary, "notes": note_counts(summary)}
+        paths["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
         paths["markdown"].write_text(render_markdown(summary), "utf-8")
         paths["html"].write_text(render_html(summary), "utf-8")
     except OSError as exc:

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     gold_sql TEXT NOT NULL, evidence TEXT, category TEXT, difficulty TEXT, feasible INTEGER NOT NULL,
     correct INTEGER NOT NULL, pred_sql TEXT, abstained INTEGER NOT NULL, error TEXT, gold_error TEXT,
     soft_f1 REAL, ves REAL, seconds REAL, prompt_tokens INTEGER, completion_tokens INTEGER,
-    created REAL NOT NULL
+    created REAL NOT NULL, note TEXT
 );
 CREATE TABLE IF NOT EXISTS gold (
     key TEXT PRIMARY KEY, columns TEXT, rows TEXT, error TEXT, seconds REAL, truncated INTEGER
@@ -90,6 +90,9 @@ class RunFile:
         Returns True when resuming. Raises ConfigError naming the differing settings otherwise.
         """
         config = json.loads(json.dumps(config, sort_keys=True, default=str))
+        if not self._has_note_column():  # added when a run (the file's only writer) binds it, not by readers
+            with self.conn:
+                self.conn.execute("ALTER TABLE verdicts ADD COLUMN note TEXT")
         old = self.config()
         if old is None:
             with self.conn:
@@ -168,18 +171,21 @@ class RunFile:
             self.conn.executemany("INSERT OR IGNORE INTO gold VALUES (?, ?, ?, ?, ?, ?)", self._gold_rows(golds))
             self.conn.execute(
                 "INSERT OR REPLACE INTO verdicts VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (e.id, position, e.db, e.question, e.gold, e.evidence, e.category, e.difficulty,
                  int(e.feasible), int(v.correct), v.pred_sql, int(v.abstained), v.error, v.gold_error,
-                 v.soft_f1, v.ves, v.seconds, v.prompt_tokens, v.completion_tokens, time.time()),
+                 v.soft_f1, v.ves, v.seconds, v.prompt_tokens, v.completion_tokens, time.time(), v.note),
             )
+
+    def _has_note_column(self) -> bool:
+        return "note" in {row[1] for row in self.conn.execute("PRAGMA table_info(verdicts)")}
 
     def verdicts(self) -> list[tuple[Example, Verdict]]:
         """Every recorded (example, verdict), in dataset order."""
         rows = self.conn.execute(
             "SELECT id, db, question, gold_sql, evidence, category, difficulty, feasible, correct, pred_sql,"
-            " abstained, error, gold_error, soft_f1, ves, seconds, prompt_tokens, completion_tokens"
-            " FROM verdicts ORDER BY position"
+            " abstained, error, gold_error, soft_f1, ves, seconds, prompt_tokens, completion_tokens,"
+            f" {'note' if self._has_note_column() else 'NULL'} FROM verdicts ORDER BY position"
         ).fetchall()
         out = []
         for r in rows:
@@ -190,7 +196,7 @@ class RunFile:
             verdict = Verdict(
                 id=r[0], correct=bool(r[8]), pred_sql=r[9], abstained=bool(r[10]), error=r[11],
                 gold_error=r[12], soft_f1=r[13], ves=r[14], seconds=r[15], prompt_tokens=r[16],
-                completion_tokens=r[17],
+                completion_tokens=r[17], note=r[18],
             )
             out.append((example, verdict))
         return out

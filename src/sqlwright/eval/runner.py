@@ -7,17 +7,27 @@ cached in the run file. Every statement runs with a time limit, and a task that 
 budget (a statement the database could not stop) has its worker killed and gets the verdict error
 "timeout", so a run never hangs. Verdicts are committed one by one as they arrive, so a killed run
 resumes where it stopped.
+
+Stopping: SIGINT (Ctrl-C) and SIGTERM stop a run cleanly (workers killed, every verdict that reached
+the main process kept) and raise :class:`EvalInterrupted`. A runner that dies without cleaning up
+(SIGKILL) takes its worker processes with it: each worker exits when the runner's end of a pipe
+closes, which the kernel does however the runner ends (see :func:`_watch_runner`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +48,51 @@ CHUNK = 8  # fewest examples per inter-process call when predictions come from a
 MAX_CHUNK = 64  # most examples per call: a killed worker's chunk is done again, so keep chunks short
 KILL_GRACE = 30.0  # seconds a task may run past its statements' budget before its worker is killed
 TIMEOUT = "timeout"
+ORPHANED_EXIT = 70  # a worker's exit status when it stops because the runner is gone
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM. The run file holds every verdict that was finished,
+    so running the same evaluation on it again continues where this one stopped.
+
+    A KeyboardInterrupt, so that whatever handles Ctrl-C handles it (and no `except Exception` eats it).
+    """
+
+    def __init__(self, done: int, total: int, run_file: Path, signum: int) -> None:
+        super().__init__(f"interrupted: {done} of {total} questions done")
+        self.done, self.total, self.run_file, self.signum = done, total, Path(run_file), signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + self.signum
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler a run installs (see :func:`_sigterm_stops_run`)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_run() -> Iterator[None]:
+    """While a run goes, SIGTERM stops it the way Ctrl-C does (an exception in the main thread), so that
+    its workers are killed and its run file closed instead of the process vanishing mid-write.
+
+    Only when SIGTERM still has its default action (an embedding application that chose what SIGTERM
+    does keeps its choice) and only on the main thread, where Python runs signal handlers.
+    """
+    chosen_elsewhere = signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    if chosen_elsewhere or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the work of one example (runs in a worker process) ------------------------------------------
@@ -163,13 +218,15 @@ def evaluate_task(task: CompareTask) -> CompareOutcome:
         )
         return CompareOutcome(task.position, verdict, tuple(new_gold))
 
-    ctx = CompareContext(gold_sql=ex.gold, question=ex.question, category=ex.category, dialect=db.dialect)
-    correct = rule.match([r for _, r in golds], pred_result, ctx)
+    ctx = CompareContext(gold_sql=ex.gold, question=ex.question, category=ex.category, dialect=db.dialect,
+                         pred_sql=pred_sql)
+    judgement = rule.judge([r for _, r in golds], pred_result, ctx)
+    correct = judgement.correct
     f1 = soft_f1(golds[0][1], pred_result)
     ves = None
     if task.ves_repeats > 0:
         ves = _time_runs(db, golds[0][0], pred_sql, task) if correct else 0.0
-    verdict = Verdict(correct=correct, soft_f1=f1, ves=ves, **base)
+    verdict = Verdict(correct=correct, soft_f1=f1, ves=ves, note=judgement.note, **base)
     return CompareOutcome(task.position, verdict, tuple(new_gold))
 
 
@@ -203,8 +260,29 @@ def _ready() -> None:
     """A no-op task that makes the pool start its processes."""
 
 
-def _init_worker(slots: Any, claims: Any) -> None:
+def _watch_runner(lifeline: multiprocessing.connection.Connection) -> None:
+    """In a worker: end the process as soon as the runner's end of `lifeline` closes.
+
+    The runner never writes to the pipe, so a read returns only at end-of-file, which comes when the
+    runner closes its end or ends in any way (even SIGKILL: the kernel closes its descriptors). Without
+    this a worker outlives a killed runner forever, blocked on its task queue, and so do the fork server
+    and the resource tracker: every worker holds the write end of the fork server's "alive" pipe and a
+    descriptor of the tracker's pipe, and each of those two exits only when all of them are closed. Once
+    the workers are gone both follow by themselves. (A parent-death signal would not do: a worker's
+    parent is the fork server, which is kept alive by the workers.)
+    """
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            lifeline.recv_bytes()
+    os._exit(ORPHANED_EXIT)
+
+
+def _init_worker(slots: Any, claims: Any, lifeline: multiprocessing.connection.Connection) -> None:
     global _SLOT
+    # Ctrl-C in a terminal signals the whole process group; the runner decides what stops and when.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch = threading.Thread(target=_watch_runner, args=(lifeline,), name="runner-watch", daemon=True)
+    watch.start()
     with claims.get_lock():
         index, claims.value = claims.value, claims.value + 1
     _SLOT = (slots, index % (len(slots) // 2))
@@ -245,6 +323,9 @@ class _Pool:
         self.chunk = max(1, chunk)
         self.executor: cf.ProcessPoolExecutor | None = None
         self.slots: Any = None  # per worker: (position of the task it is on, when it began it)
+        # The pipe whose end-of-file tells the executor's workers that this process is gone (the
+        # write end never leaves this process; see _watch_runner).
+        self.lifeline: tuple[multiprocessing.connection.Connection, ...] = ()
         self.pending: list[CompareTask] = []
         self.inflight: dict[cf.Future, list[CompareTask]] = {}
         self.by_position: dict[int, CompareTask] = {}  # the tasks of the chunks in flight
@@ -254,9 +335,17 @@ class _Pool:
         # and nothing is sent per task.
         ctx = worker_context()
         self.slots = ctx.RawArray("d", [-1.0, 0.0] * self.workers)
+        reader, writer = ctx.Pipe(duplex=False)
+        self.lifeline = (reader, writer)  # the reader too: workers may start later, and it is sent then
         return cf.ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self.slots, ctx.Value("i", 0))
+            self.workers, mp_context=ctx, initializer=_init_worker,
+            initargs=(self.slots, ctx.Value("i", 0), reader),
         )
+
+    def _cut_lifeline(self) -> None:
+        lifeline, self.lifeline = self.lifeline, ()
+        for end in lifeline:
+            end.close()
 
     def start(self) -> None:
         """Start the worker processes now (they start at the first chunk otherwise), so that they get
@@ -358,11 +447,21 @@ class _Pool:
                 proc.kill()
         executor.shutdown(wait=True, cancel_futures=True)
         self.slots = None
+        self._cut_lifeline()
 
     def drain(self) -> None:
         self.flush()
         while self.inflight:
             self.poll(block=True)
+
+    def collect_finished(self) -> None:
+        """Hand the outcomes that have already arrived to `on_done` (before a stop, so none is lost)."""
+        for fut, tasks in list(self.inflight.items()):
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                del self.inflight[fut]
+                for task, outcome in zip(tasks, fut.result(), strict=True):
+                    self.by_position.pop(task.position, None)
+                    self.on_done(task, outcome)
 
     def close(self, *, kill: bool = False) -> None:
         if kill:
@@ -373,6 +472,7 @@ class _Pool:
         elif self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
+            self._cut_lifeline()
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -415,6 +515,7 @@ class RunSummary:
                 "seconds": v.seconds,
                 "prompt_tokens": v.prompt_tokens,
                 "completion_tokens": v.completion_tokens,
+                "note": v.note,
             }
             for e, v in self.pairs
         ]
@@ -500,6 +601,9 @@ def run_eval(
     examples, timeout, ves_repeats, max_rows and the caller's `config`, e.g. model and pipeline
     options) the run resumes, and with a different one it is refused (ConfigError). Returns the summary
     over every example, including those finished before a resume.
+
+    SIGINT, and SIGTERM where it has its default action, stop the run: its workers are killed, the
+    verdicts that arrived are stored, and EvalInterrupted says how many questions are done.
     """
     started = time.perf_counter()
     examples = list(dataset.examples if examples is None else examples)
@@ -539,7 +643,7 @@ def run_eval(
         # Predictions read from a file exist already: store them at once and send work in chunks.
         from_file = isinstance(predictor, FilePredictor)
         pool = _Pool(workers, on_done, chunk=chunk_size(len(todo), workers) if from_file else 1)
-        with bar:
+        with bar, _sigterm_stops_run():
             try:
                 if todo:
                     pool.start()  # the workers get ready while the main process stores and builds the work
@@ -558,6 +662,16 @@ def run_eval(
                     pool.poll()
                 pool.drain()
                 pool.close()
+            except KeyboardInterrupt as exc:
+                # A verdict is stored in one transaction, so one cut short by the signal is rolled back
+                # whole and done again by a resume; those already back from the workers are kept.
+                try:
+                    pool.collect_finished()
+                finally:
+                    pool.close(kill=True)
+                signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+                done_now = len(store.done_ids() & seen)
+                raise EvalInterrupted(done_now, len(examples), Path(run_file), signum) from None
             except BaseException:
                 pool.close(kill=True)
                 raise

@@ -43,3 +43,4 @@ class Verdict:
     seconds: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    note: str | None = None  # what the comparison rule points out (e.g. a Defog SQL-Eval quirk that decided)

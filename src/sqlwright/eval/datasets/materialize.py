@@ -3,11 +3,13 @@
 The route, chosen for fidelity:
 
 1. **PostgreSQL** — each dump `databases/<db>/<db>.sql` is fed to `psql -v ON_ERROR_STOP=1` (or, when
-   psql is not installed, run through psycopg) into a database named `<prefix><db>` (default prefix
-   `sqlwright_sqleval_`). The database's COMMENT records the dump's sha256, the load time and a load id.
-   A database loaded today from the same dump is reused; otherwise it is dropped and loaded again. Four
-   dumps (broker, car_dealership, derm_treatment, ewallet) insert values relative to the load date
-   (``CURRENT_DATE - INTERVAL '5 days'``, ``NOW()``): PostgreSQL evaluates those once, at load.
+   psql is not installed, run through psycopg) into a database named `<prefix><db>_g<YYYYmmddHHMMSS>`
+   (default prefix `sqlwright_sqleval_`; one *generation* per load). The database's COMMENT records the
+   dump's sha256, the load time and a load id. Four dumps (broker, car_dealership, derm_treatment,
+   ewallet) insert values relative to the load date (``CURRENT_DATE - INTERVAL '5 days'``, ``NOW()``):
+   PostgreSQL evaluates those once, at load, while SQL-Eval's gold queries compare with the date they
+   run on — so a database loaded on an earlier day drifts from its questions, and the newest generation
+   loaded today from the same dump is reused, any other day a new one is loaded.
 2. **SQLite and MySQL** are *copied from that PostgreSQL load* rather than transpiled statement by
    statement: tables are introspected (names and column types from the catalog, casing from the dump's
    CREATE TABLE statements, types mapped with sqlglot's type transpilation), and rows are read with
@@ -20,6 +22,17 @@ The route, chosen for fidelity:
    database `<prefix><db>`, whose COMMENT names the load id it was copied from. A copy is rebuilt
    whenever its PostgreSQL source was reloaded, so gold and predicted queries of one run always see one
    load. Loads are serialised across processes with server-side locks (pg_advisory_lock, GET_LOCK).
+
+A reload never cuts off anyone using an earlier load (another evaluation, a server): the new generation
+is made beside the old one, and an old one is dropped at a later load only once nothing uses it. Use is
+what the servers report (pg_stat_activity; MySQL's processlist by default database) plus *leases*: a
+materializer keeps, for as long as it lives (until :meth:`SqlEvalMaterializer.close`), an idle connection
+to each PostgreSQL generation and MySQL copy it handed out, and a shared `flock` on `<copy>.lock` of each
+SQLite copy; a load deletes an old SQLite copy only when it gets that lock exclusively. MySQL differs in
+one way: SQL-Eval's MySQL gold names the database (``broker.sbCustomer``), so there is one copy per
+database, not one per load. A new load is built in `<name>__sqlwright_next` and swapped in with one
+atomic RENAME TABLE when no one else is on the copy; while someone is, loads keep using the copy as it
+is (its load is older, with a warning) rather than change the data under a running evaluation.
 
 This is database administration, not query execution: it uses psycopg / pymysql admin connections
 directly, never the read-only `sqlwright.db` layer.
@@ -41,6 +54,7 @@ import sqlite3
 import subprocess
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +77,9 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MYSQL_ADMIN_URL = "mysql://root@127.0.0.1:3306/"
 MARKER_TAG = "sqlwright-sqleval"
 LOCK_SECONDS = 600
+GENERATION = re.compile(r"_g(\d{14})")  # the suffix of a PostgreSQL generation's name: _g<YYYYmmddHHMMSS>
+MYSQL_STAGING_SUFFIX = "__sqlwright_next"  # where a MySQL copy is built before it is swapped in
+MYSQL_RETIRED_SUFFIX = "__sqlwright_old"  # where the tables it replaces go, to be dropped
 
 
 # --- the PostgreSQL source ----------------------------------------------------------------------
@@ -157,6 +174,33 @@ def _mask(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return url
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One PostgreSQL database holding a load of a dump: its name, COMMENT and other sessions on it."""
+
+    name: str
+    comment: str | None
+    sessions: int
+
+    @property
+    def info(self) -> LoadInfo | None:
+        return LoadInfo.from_comment(self.comment)
+
+
+def pg_generations(admin, base: str) -> list[Generation]:
+    """The databases holding loads of `base` (`<base>_g<stamp>`, and `<base>` as earlier versions named
+    it), oldest first, each with the number of client sessions on it other than `admin`'s."""
+    rows = admin.execute(
+        "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
+        "(SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid AND a.pid <> pg_backend_pid() "
+        "AND a.backend_type = 'client backend') "
+        "FROM pg_database d WHERE left(d.datname, %s) = %s ORDER BY d.datname",
+        (len(base), base),
+    ).fetchall()
+    pattern = re.compile(re.escape(base) + f"(?:{GENERATION.pattern})?")
+    return [Generation(name, comment, int(count)) for name, comment, count in rows if pattern.fullmatch(name)]
 
 
 def original_names(dump_text: str) -> dict[str, tuple[str, dict[str, str]]]:
@@ -319,10 +363,14 @@ class SQLiteTarget(Target):
 
     def materialize(self, db: str, source_url: str, info: LoadInfo, dump_text: str) -> str:
         path = self.path_for(db, info)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The lease comes first: from then on no other process's prune deletes this copy.
+        lease = _shared_file_lock(_lock_path(path))
+        if lease is not None:
+            self.m.keep_lease((db, self.dialect), lease)
         if path.is_file():
             self.prune(db, keep=path)
             return f"sqlite:///{path.resolve()}"
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
         partial.unlink(missing_ok=True)
         with _pg_connect(source_url) as source:
@@ -344,12 +392,31 @@ class SQLiteTarget(Target):
         return f"sqlite:///{path.resolve()}"
 
     def prune(self, db: str, keep: Path) -> None:
-        """Delete copies of `db` made from earlier loads (an open reader keeps its file until it closes)."""
+        """Delete the copies of `db` made from earlier loads that nobody uses: no process holds a lease
+        (a shared lock on `<copy>.lock`). Where there are no file locks (not POSIX), keep them all."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        copy_name = re.compile(rf"{re.escape(db)}-\d{{8}}T\d{{6}}-[0-9a-f]{{12}}\.sqlite")
         for old in self.m.cache_dir.glob(f"*/{db}-*.sqlite"):
-            if old != keep and re.fullmatch(rf"{re.escape(db)}-\d{{8}}T\d{{6}}-[0-9a-f]{{12}}\.sqlite", old.name):
+            if old == keep or not copy_name.fullmatch(old.name):
+                continue
+            lock_path = _lock_path(old)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("keeping %s: another process uses it", old)
+                    continue
                 old.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    old.parent.rmdir()  # only succeeds once the date folder is empty
+                lock_path.unlink(missing_ok=True)  # while locked: a late leaser sees it gone and retries
+            finally:
+                os.close(fd)
+            log.info("deleted the unused SQLite copy %s", old)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()  # only succeeds once the date folder is empty
 
     def create_table(self, table: TableInfo) -> str:
         parts = [
@@ -403,43 +470,142 @@ class MySQLTarget(Target):
 
     def materialize(self, db: str, source_url: str, info: LoadInfo, dump_text: str) -> str:
         name = _check_identifier(self.m.mysql_prefix + db)
+        staging = _check_identifier(name + MYSQL_STAGING_SUFFIX)
+        retired = _check_identifier(name + MYSQL_RETIRED_SUFFIX)
         url = _replace_path(self.m.mysql_admin_url, name)
         with _mysql_connect(self.m.mysql_admin_url) as admin, admin.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, %s)", (name, LOCK_SECONDS))
             try:
-                cursor.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
-                row = cursor.fetchone()
-                existing = LoadInfo.from_comment(row[0]) if row else None
+                comments = _mysql_comments(cursor, (name, staging, retired))
+                for database, comment in comments.items():
+                    if not LoadInfo.is_ours(comment):
+                        raise DatasetError(
+                            f"MySQL database {database!r} exists and was not made by sqlwright; refusing to "
+                            "replace it (drop it, or choose another mysql_prefix)"
+                        )
+                existing = LoadInfo.from_comment(comments.get(name))
                 if existing is not None and existing.load_id == info.load_id:
                     log.info("reusing MySQL copy %s of load %s", name, info.load_id)
-                    return url
-                if row is not None and not LoadInfo.is_ours(row[0]):
-                    raise DatasetError(
-                        f"MySQL database {name!r} exists and was not made by sqlwright; refusing to replace it "
-                        "(drop it, or choose another mysql_prefix)"
+                elif existing is not None and (users := _mysql_sessions(cursor, name)):
+                    log.warning(
+                        "MySQL copy %s is in use by %d other connection(s): keeping its load of %s "
+                        "(SQL-Eval's MySQL gold names the database, so a new load cannot go beside it); it "
+                        "is replaced at the first load after they close",
+                        name, users, existing.loaded_at,
                     )
-                cursor.execute(f"DROP DATABASE IF EXISTS {_bq(name)}")
-                cursor.execute(
-                    f"CREATE DATABASE {_bq(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci COMMENT %s",
-                    (LoadInfo.building_comment(),),
-                )
-                cursor.execute(f"USE {_bq(name)}")
-                with _pg_connect(source_url) as source:
-                    for table in read_tables(source, dump_text):
-                        cursor.execute(self.create_table(table))
-                        marks = ", ".join("%s" for _ in table.columns)
-                        insert = f"INSERT INTO {_bq(table.name)} VALUES ({marks})"
-                        for rows in _copy_rows(source, table, self.convert):
-                            cursor.executemany(insert, rows)
-                admin.commit()
-                # The marker goes last: a half-copied database is never taken for a good one.
-                cursor.execute(f"ALTER DATABASE {_bq(name)} COMMENT %s", (info.to_comment(),))
-                log.info("built MySQL copy of %s as %s", db, name)
+                else:
+                    self._build(cursor, staging, source_url, dump_text)
+                    admin.commit()
+                    self._swap_in(cursor, staging, name, retired, info)
+                    log.info("built MySQL copy of %s as %s", db, name)
+                # The lease is taken before the lock is released: no other load swaps the copy under it.
+                self.m.keep_lease((db, self.dialect), _mysql_connect(self.m.mysql_admin_url, name))
                 return url
             except _mysql_error() as exc:
                 raise DatasetError(f"building MySQL database {name} failed: {exc}") from exc
             finally:
                 cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+
+    def _build(self, cursor, staging: str, source_url: str, dump_text: str) -> None:
+        """Copy the PostgreSQL load into the (new) database `staging`."""
+        cursor.execute(f"DROP DATABASE IF EXISTS {_bq(staging)}")
+        cursor.execute(
+            f"CREATE DATABASE {_bq(staging)} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci COMMENT %s",
+            (LoadInfo.building_comment(),),
+        )
+        cursor.execute(f"USE {_bq(staging)}")
+        with _pg_connect(source_url) as source:
+            for table in read_tables(source, dump_text):
+                cursor.execute(self.create_table(table))
+                marks = ", ".join("%s" for _ in table.columns)
+                insert = f"INSERT INTO {_bq(table.name)} VALUES ({marks})"
+                for rows in _copy_rows(source, table, self.convert):
+                    cursor.executemany(insert, rows)
+
+    @staticmethod
+    def _swap_in(cursor, staging: str, name: str, retired: str, info: LoadInfo) -> None:
+        """Replace the tables of `name` by those of `staging` in one atomic RENAME TABLE (a session on
+        `name` sees the old tables or the new ones, never none), then drop the old ones."""
+        cursor.execute("SET SESSION lock_wait_timeout = %s", (LOCK_SECONDS,))
+        cursor.execute(f"DROP DATABASE IF EXISTS {_bq(retired)}")
+        building = LoadInfo.building_comment()
+        for database in (name, retired):
+            cursor.execute(
+                f"CREATE DATABASE IF NOT EXISTS {_bq(database)} CHARACTER SET utf8mb4 "
+                "COLLATE utf8mb4_general_ci COMMENT %s",
+                (building,),
+            )
+        moves = [f"{_bq(name)}.{_bq(t)} TO {_bq(retired)}.{_bq(t)}" for t in _mysql_tables(cursor, name)]
+        moves += [f"{_bq(staging)}.{_bq(t)} TO {_bq(name)}.{_bq(t)}" for t in _mysql_tables(cursor, staging)]
+        if moves:
+            cursor.execute("RENAME TABLE " + ", ".join(moves))
+        # The marker goes last: a half-swapped database is never taken for a good one.
+        cursor.execute(f"ALTER DATABASE {_bq(name)} COMMENT %s", (info.to_comment(),))
+        cursor.execute(f"DROP DATABASE {_bq(retired)}")
+        cursor.execute(f"DROP DATABASE {_bq(staging)}")
+
+
+def _mysql_comments(cursor, names: Iterable[str]) -> dict[str, str]:
+    """SCHEMA_COMMENT of each of `names` that exists."""
+    names = list(names)
+    marks = ", ".join("%s" for _ in names)
+    cursor.execute(
+        f"SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({marks})",
+        names,
+    )
+    return {row[0]: row[1] for row in cursor.fetchall()}
+
+
+def _mysql_sessions(cursor, name: str) -> int:
+    """Connections other than `cursor`'s whose default database is `name` (those the account may see:
+    all of them with the PROCESS privilege)."""
+    cursor.execute(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (name,)
+    )
+    return int(cursor.fetchone()[0])
+
+
+def _mysql_tables(cursor, database: str) -> list[str]:
+    cursor.execute(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+        (database,),
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _lock_path(copy: Path) -> Path:
+    return copy.with_name(copy.name + ".lock")
+
+
+def _shared_file_lock(lock_path: Path) -> int | None:
+    """A descriptor holding a shared flock on `lock_path` (made if missing), or None where there are no
+    file locks. A prune that deleted the file meanwhile (it unlinks it while holding the exclusive lock)
+    is noticed by the inode and the lock taken again on the new file."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
+                return fd
+        os.close(fd)
+
+
+def _release(lease: Any) -> None:
+    """Close one lease: a descriptor (a file lock) or a connection."""
+    with contextlib.suppress(Exception):  # a connection the server already closed (a forced drop) is fine
+        if isinstance(lease, int):
+            os.close(lease)
+        else:
+            lease.close()
+
+
+def _release_all(leases: dict[tuple[str, str], Any]) -> None:
+    while leases:
+        _release(leases.popitem()[1])
 
 
 def _dq(name: str) -> str:
@@ -505,6 +671,28 @@ class SqlEvalMaterializer:
         self._urls: dict[tuple[str, str], str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # (db, dialect) -> what marks the copy handed out as in use: an idle connection, or a file lock.
+        self._leases: dict[tuple[str, str], Any] = {}
+        # Released when the materializer is closed, garbage-collected, or at exit at the latest.
+        self._release_leases = weakref.finalize(self, _release_all, self._leases)
+
+    def close(self) -> None:
+        """Give up the copies handed out: a later load may then drop them, once nothing else uses them.
+        The URLs given stay valid until then. Closing twice is harmless."""
+        self._release_leases()
+
+    def __enter__(self) -> SqlEvalMaterializer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def keep_lease(self, key: tuple[str, str], lease: Any) -> None:
+        """Hold `lease` (a connection or a file lock) for the copy `key` = (db, dialect) until closed."""
+        old = self._leases.pop(key, None)
+        if old is not None:
+            _release(old)
+        self._leases[key] = lease
 
     def dump_path(self, db: str) -> Path:
         path = self.databases_dir / db / f"{db}.sql"
@@ -528,73 +716,112 @@ class SqlEvalMaterializer:
         return self.postgres(db)[1]
 
     def postgres(self, db: str) -> tuple[str, LoadInfo]:
-        """Load (or reuse) the dump of `db` into PostgreSQL; return its URL and load marker."""
+        """Load (or reuse) the dump of `db` into PostgreSQL; return its URL and load marker.
+
+        Reuses the newest generation loaded today from the same dump (unless `reuse` is off), else loads a
+        new one beside the others; then drops the older generations nobody is connected to."""
         if db in self._loads:
             return self._loads[db]
-        from psycopg import sql as pgsql
-
         dump = self.dump_path(db)
         sha = dump_sha256(dump)
-        name = _check_identifier(self.prefix + db)
-        url = _replace_path(self.pg_admin_url, name)
+        base = _check_identifier(self.prefix + db)
         with _pg_connect(self.pg_admin_url) as admin:
-            admin.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            admin.execute("SELECT pg_advisory_lock(hashtext(%s))", (base,))
             try:
-                row = admin.execute(
-                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-                ).fetchone()
-                existing = LoadInfo.from_comment(row[0]) if row else None
+                generations = pg_generations(admin, base)
                 today = dt.date.today().isoformat()
-                if self.reuse and existing and existing.sha256 == sha and existing.load_date == today:
-                    log.info("reusing PostgreSQL database %s (loaded %s)", name, existing.loaded_at)
-                    info = existing
+                usable = [
+                    g for g in generations if g.info and g.info.sha256 == sha and g.info.load_date == today
+                ]
+                if self.reuse and usable:
+                    newest = max(usable, key=lambda g: g.info.loaded_at)
+                    name, info = newest.name, newest.info
+                    log.info("reusing PostgreSQL database %s (loaded %s)", name, info.loaded_at)
                 else:
-                    if row is not None and not LoadInfo.is_ours(row[0]):
-                        raise DatasetError(
-                            f"PostgreSQL database {name!r} exists and was not made by sqlwright; refusing to "
-                            "replace it (drop it, or choose another prefix)"
-                        )
-                    ident = pgsql.Identifier(name)
-                    admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-                    admin.execute(pgsql.SQL("CREATE DATABASE {}").format(ident))
-                    admin.execute(
-                        pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, pgsql.Literal(LoadInfo.building_comment()))
-                    )
-                    now = dt.datetime.now().replace(microsecond=0)
-                    info = LoadInfo(sha, now.isoformat(), f"{now:%Y%m%dT%H%M%S}-{sha[:12]}")
-                    self._run_dump(url, dump)
-                    # The marker goes last: a half-loaded database is never taken for a good one.
-                    admin.execute(pgsql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, pgsql.Literal(info.to_comment())))
-                    log.info("loaded %s into PostgreSQL database %s", dump.name, name)
+                    name, info = self._load_generation(admin, base, {g.name for g in generations}, dump, sha)
+                url = _replace_path(self.pg_admin_url, name)
+                # The lease is taken before the lock is released: no other load drops the generation now.
+                self.keep_lease((db, "postgres"), _pg_connect(url))
+                self._drop_unused(admin, [g for g in generations if g.name != name])
             finally:
-                admin.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+                admin.execute("SELECT pg_advisory_unlock(hashtext(%s))", (base,))
         self._loads[db] = (url, info)
         return url, info
 
-    def drop(self, db: str) -> None:
-        """Remove the copies of `db` this materializer names, if sqlwright made them (tests clean up
-        with it); databases without sqlwright's marker are left alone."""
+    def _load_generation(
+        self, admin, base: str, taken: set[str], dump: Path, sha: str
+    ) -> tuple[str, LoadInfo]:
+        """Load `dump` into a new database `<base>_g<now>`; return its name and load marker."""
+        import psycopg
         from psycopg import sql as pgsql
 
-        name = _check_identifier(self.prefix + db)
+        now = dt.datetime.now().replace(microsecond=0)
+        while f"{base}_g{now:%Y%m%d%H%M%S}" in taken:  # two loads within one second
+            now += dt.timedelta(seconds=1)
+        name = _check_identifier(f"{base}_g{now:%Y%m%d%H%M%S}")
+        info = LoadInfo(sha, now.isoformat(), f"{now:%Y%m%dT%H%M%S}-{sha[:12]}")
+        ident = pgsql.Identifier(name)
+        comment = pgsql.SQL("COMMENT ON DATABASE {} IS {}")
+        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(ident))
+        admin.execute(comment.format(ident, pgsql.Literal(LoadInfo.building_comment())))
+        try:
+            self._run_dump(_replace_path(self.pg_admin_url, name), dump)
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+            raise
+        # The marker goes last: a half-loaded database is never taken for a good one.
+        admin.execute(comment.format(ident, pgsql.Literal(info.to_comment())))
+        log.info("loaded %s into PostgreSQL database %s", dump.name, name)
+        return name, info
+
+    @staticmethod
+    def _drop_unused(admin, generations: Iterable[Generation]) -> None:
+        """Drop the generations sqlwright made that no session is on. DROP DATABASE without FORCE refuses
+        a database someone connected to since the count, so a late user is never cut off either."""
+        import psycopg
+        from psycopg import sql as pgsql
+
+        for generation in generations:
+            if not LoadInfo.is_ours(generation.comment):
+                continue
+            if generation.sessions:
+                log.info("keeping %s: %d session(s) on it", generation.name, generation.sessions)
+                continue
+            try:
+                admin.execute(pgsql.SQL("DROP DATABASE {}").format(pgsql.Identifier(generation.name)))
+            except psycopg.errors.ObjectInUse:
+                log.info("keeping %s: a session connected to it meanwhile", generation.name)
+                continue
+            log.info("dropped the unused PostgreSQL database %s", generation.name)
+
+    def drop(self, db: str) -> None:
+        """Remove every copy of `db` under this materializer's names that sqlwright made, in use or not
+        (tests clean up with it); databases without sqlwright's marker are left alone."""
+        from psycopg import sql as pgsql
+
+        for key in [key for key in self._leases if key[0] == db]:
+            _release(self._leases.pop(key))
+        base = _check_identifier(self.prefix + db)
         with _pg_connect(self.pg_admin_url) as admin:
-            row = admin.execute(
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone()
-            if row is not None and LoadInfo.is_ours(row[0]):
-                admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
+            for generation in pg_generations(admin, base):
+                if LoadInfo.is_ours(generation.comment):
+                    ident = pgsql.Identifier(generation.name)
+                    admin.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
         mysql_name = _check_identifier(self.mysql_prefix + db)
         try:
             with _mysql_connect(self.mysql_admin_url) as conn, conn.cursor() as cursor:
-                cursor.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (mysql_name,))
-                row = cursor.fetchone()
-                if row is not None and LoadInfo.is_ours(row[0]):
-                    cursor.execute(f"DROP DATABASE {_bq(mysql_name)}")
+                names = (mysql_name, mysql_name + MYSQL_STAGING_SUFFIX, mysql_name + MYSQL_RETIRED_SUFFIX)
+                for name, comment in _mysql_comments(cursor, names).items():
+                    if LoadInfo.is_ours(comment):
+                        cursor.execute(f"DROP DATABASE {_bq(name)}")
         except DatasetError:
             log.debug("MySQL not reachable; nothing to drop there")
         for (known_db, _dialect), url in list(self._urls.items()):
             if known_db == db and url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+                copy = Path(url.removeprefix("sqlite:///"))
+                copy.unlink(missing_ok=True)
+                _lock_path(copy).unlink(missing_ok=True)
         self._urls = {key: value for key, value in self._urls.items() if key[0] != db}
         self._loads.pop(db, None)
 
