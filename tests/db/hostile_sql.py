@@ -159,6 +159,25 @@ HOSTILE: list[tuple[str, tuple[str, ...], str]] = [
     ("SELECT 1 /*M! , SLEEP(5) */", MY, "executable comment"),
     ("SELECT /*!32302 1 FROM singer; DROP TABLE singer */ 1", MY, "executable comment"),
     ("sElEcT * FrOm singer InTo OuTfIlE '/tmp/sqlwright_pwned2.txt'", MY, ""),
+    # --- text sqlglot skips but the server reads: the guard must see all that the database runs ----------
+    # MySQL starts a `--` comment only before an ASCII space or control character; sqlglot also before U+00A0.
+    ("SELECT 1 AS a --\xa0, LOAD_FILE('/etc/hostname') AS h\nFROM (SELECT 1 AS `\xa0`) t", MY,
+     "'--' followed by"),
+    # sqlglot skips non-ASCII spaces; the servers read them as part of a name, here glued to a `$$` quote.
+    ("SELECT 'a' ||\xa0$$, pg_read_file('/etc/hostname') AS h, 1 AS b\xa0$$ "
+     "FROM (SELECT 'x' AS \"\xa0$$\") t", PG, "U+00A0"),
+    ("SELECT 'a' ||\u2028$$, getenv('HOME') AS h, 1 AS b\u2028$$ FROM (SELECT 'x' AS \"\u2028$$\") t",
+     DUCK, "U+2028"),
+    ("SELECT\u3000name FROM singer", ALL, "U+3000"),
+    # sqlglot skips {# ... #} (template comments); MySQL reads `{x expr}` (an ODBC escape) and a # comment.
+    ("SELECT {#\n x LOAD_FILE('/etc/hostname')} AS h, -- #}\n 1 AS a", MY, "starts no comment"),
+    ("SELECT 1 AS a {# , 2 #}", ALL, "starts no comment"),
+    # DuckDB quotes names with backticks; sqlglot's DuckDB does not, and read `glob` as the GLOB operator.
+    ("SELECT `glob`('/*')", DUCK, "unexpected '`'"),
+    # --- text the guard cannot check: too deep for the parser, NUL, lone surrogates -----------------------
+    ("SELECT " + "(" * 200 + "1" + ")" * 200, ALL, "too deeply nested"),
+    ("SELECT 1\x00; DROP TABLE singer", ALL, "NUL"),
+    ("SELECT '\ud800' AS x", ALL, "surrogate"),
     # --- not SQL, or nothing ----------------------------------------------------------------------------
     ("", ALL, "empty"),
     ("   ;  ", ALL, ""),

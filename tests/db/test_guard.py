@@ -4,12 +4,14 @@ queries accepted and trimmed, and every gold query of Spider dev and SQL-Eval (P
 from __future__ import annotations
 
 import csv
+import time
 
 import pytest
 from hostile_sql import HOSTILE, hostile_for
 
 from sqlwright.db import check_sql, split_statements
-from sqlwright.errors import QueryRefused, UnsupportedDatabase
+from sqlwright.db.guard import MAX_STATEMENT_CHARS
+from sqlwright.errors import QueryFailed, QueryRefused, UnsupportedDatabase
 
 DIALECTS = ["sqlite", "postgres", "mysql", "duckdb"]
 
@@ -139,3 +141,146 @@ def test_every_sqleval_postgres_gold_query_passes(data_dir):
                         refused.append((sql, str(exc)))
     assert count >= 250
     assert refused == []
+
+
+# --- failing closed: whatever sqlglot does, the guard answers with a one-line QueryRefused ------------------
+def _refusal(sql: str, dialect: str) -> str:
+    with pytest.raises(QueryRefused) as info:
+        check_sql(sql, dialect)
+    message = str(info.value)
+    assert message.startswith("Refused: ") and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 46 + "1" + ")" * 46,  # the reported case: RecursionError inside sqlglot's parser
+        "SELECT " + "(" * 5000 + "1" + ")" * 5000,
+        "SELECT " + "(SELECT " * 300 + "1" + ")" * 300,
+        "SELECT " + "abs(" * 300 + "1" + ")" * 300,
+        "SELECT " + "CASE WHEN 1 = 1 THEN " * 300 + "1" + " END" * 300,
+        "SELECT 1 WHERE " + "NOT " * 2000 + "1 = 1",
+    ],
+    ids=["parens-46", "parens-5000", "subqueries", "functions", "case", "not"],
+)
+def test_too_deeply_nested_statement_is_refused(dialect, sql):
+    assert "too deeply nested" in _refusal(sql, dialect)
+
+
+def test_too_deeply_nested_statement_is_refused_through_execute(sqlite_testdb):
+    from sqlwright.db import open_database
+
+    with open_database(sqlite_testdb.url) as db:
+        with pytest.raises(QueryRefused, match="too deeply nested"):
+            db.execute("SELECT " + "(" * 100 + "1" + ")" * 100)
+        assert db.execute("SELECT " + "(" * 10 + "1" + ")" * 10).rows == ((1,),)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "error", [ValueError, IndexError, KeyError, AttributeError, TypeError, RecursionError]
+)
+@pytest.mark.parametrize("stage", ["tokenize", "parse", "walk"])
+def test_any_sqlglot_failure_is_a_refusal(monkeypatch, dialect, error, stage):
+    import sqlglot.parser
+    import sqlglot.tokens
+
+    def boom(*args, **kwargs):
+        raise error("sqlglot fell over")
+
+    target = {
+        "tokenize": (sqlglot.tokens.Tokenizer, "tokenize"),
+        "parse": (sqlglot.parser.Parser, "parse"),
+        "walk": (type(sqlglot.exp.Select()), "walk"),
+    }[stage]
+    monkeypatch.setattr(*target, boom)
+    # A statement never checked before, so that the guard's cache cannot answer for it.
+    sql = f"SELECT 1 AS never_seen_{dialect}_{error.__name__}_{stage}"
+    message = _refusal(sql, dialect)
+    expected = "too deeply nested" if error is RecursionError else f"could not be parsed as {dialect}"
+    assert expected in message
+    if stage == "tokenize":
+        with pytest.raises(QueryRefused, match="could not be parsed|too deeply nested"):
+            split_statements(sql + "; SELECT 2", dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT '" + "a" * 10_000_000 + "'",  # a 10 MB literal
+        "SELECT " + ",".join(["1"] * 100_000),  # 100k tokens
+        "SELECT 1 /*" + "x" * 2_000_000 + "*/",
+    ],
+    ids=["literal-10MB", "tokens-100k", "comment-2MB"],
+)
+def test_huge_statement_is_refused_at_once(dialect, sql):
+    start = time.perf_counter()
+    assert f"at most {MAX_STATEMENT_CHARS:,}" in _refusal(sql, dialect)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_long_statement_under_the_cap_is_checked(dialect):
+    sql = "SELECT '" + "a" * (MAX_STATEMENT_CHARS - 20) + "' AS x"
+    assert check_sql(sql, dialect) == sql
+    with pytest.raises(QueryRefused, match="DROP"):
+        check_sql("DROP TABLE singer -- " + "x" * (MAX_STATEMENT_CHARS - 30), dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "words"),
+    [
+        ("SELECT 1\x00; DROP TABLE singer", "NUL"),
+        ("SELECT '\x00'", "NUL"),
+        ("SELECT '\ud800' AS x", "surrogate"),
+        ("SELECT 1 -- \udfff", "surrogate"),
+    ],
+)
+def test_text_the_drivers_cannot_send_is_refused(dialect, sql, words):
+    assert words in _refusal(sql, dialect)
+
+
+def test_lone_surrogate_without_the_guard_is_a_query_failure(opened):
+    with pytest.raises(QueryFailed, match="UTF-8"):
+        opened.execute("SELECT '\ud800' AS x", guard=False)
+    assert opened.execute("SELECT 1 AS x").rows == ((1,),)
+
+
+def test_lone_surrogate_is_refused_not_a_driver_crash(sqlite_testdb):
+    from sqlwright.db import open_database
+
+    with open_database(sqlite_testdb.url) as db, pytest.raises(QueryRefused, match="surrogate"):
+        db.execute("SELECT '\ud800' AS x")
+
+
+# --- the guard reads what the database reads ---------------------------------------------------------------
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "trimmed"),
+    [
+        ("SELECT 'a\xa0b' AS \"c\u3000d\" -- note\u3000with\xa0odd spaces\n",
+         "SELECT 'a\xa0b' AS \"c\u3000d\""),
+        ("SELECT /* \u2028 */ 1 AS x /* \xa0 */", "SELECT /* \u2028 */ 1 AS x"),
+        ("SELECT 1 AS x -- \x01 control\n", "SELECT 1 AS x"),
+        ("SELECT\t1\r\nAS\x0cx\x0b", "SELECT\t1\r\nAS\x0cx"),
+    ],
+)
+def test_odd_characters_inside_strings_names_and_comments_pass(dialect, sql, trimmed):
+    assert check_sql(sql, dialect) == trimmed
+
+
+def test_smuggling_regressions_are_refused_through_execute(opened, testdb):
+    """Statements that ran a refused function on the server while the guard saw harmless text."""
+    smuggled = {
+        "mysql": "SELECT 1 AS a --\xa0, SLEEP(0) AS h\nFROM (SELECT 1 AS `\xa0`) t",
+        "postgres": "SELECT 'a' ||\xa0$$, pg_sleep(0) AS h, 1 AS b\xa0$$ FROM (SELECT 'x' AS \"\xa0$$\") t",
+        "duckdb": "SELECT 'a' ||\u2028$$, nextval('x') AS h, 1 AS b\u2028$$ "
+        "FROM (SELECT 'x' AS \"\u2028$$\") t",
+        "sqlite": "SELECT 1 AS a,\u2028name FROM singer",  # no bypass known; SQLite reads a name "\u2028name"
+    }[testdb.dialect]
+    with pytest.raises(QueryRefused, match="U\\+00A0|U\\+2028|'--' followed by"):
+        opened.execute(smuggled)

@@ -7,20 +7,26 @@ transactions, several statements, data-modifying CTEs, SELECT INTO, locking read
 functions that touch files, the server, sessions, sequences or the clock (pg_read_file, lo_import,
 load_extension, sleep, read_csv, nextval, ...). Because the check runs on the parse tree, comments
 and letter case cannot hide anything from it.
+
+The guard fails closed: a statement it cannot check completely (too long, too deeply nested for the
+parser, not valid text, or anything the parser chokes on) is refused, never passed through and never
+allowed to raise anything but `QueryRefused`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from functools import cache, lru_cache
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from sqlwright.db.dialects import get_dialect
-from sqlwright.errors import QueryRefused
+from sqlwright.errors import QueryRefused, SqlwrightError
 
 
 class _QuietFallbacks(logging.Filter):
@@ -32,6 +38,16 @@ class _QuietFallbacks(logging.Filter):
 
 
 logging.getLogger("sqlglot").addFilter(_QuietFallbacks())
+
+# sqlglot's tokenizer and parser are pure Python: 10-40 s per MB of dense tokens on a busy core. Longer
+# text is refused before parsing so that the guard answers in bounded time (a few seconds at worst);
+# benchmark gold queries and model output are a few KB.
+MAX_STATEMENT_CHARS = 100_000
+# Only statements this short are remembered by the check's cache (8192 entries x 2 copies of the text).
+_CACHED_STATEMENT_CHARS = 4_096
+
+# The whitespace every server skips between tokens (see _check_between_tokens).
+_SERVER_WHITESPACE = frozenset(" \t\n\r\x0b\x0c")
 
 # Statement kinds that may form the whole statement.
 _ALLOWED_ROOTS: tuple[type[exp.Expression], ...] = (exp.Query, exp.Values)
@@ -147,6 +163,101 @@ def _first_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _check_text(sql: str) -> None:
+    """Refuse text the drivers cannot send as it was checked: a NUL ends a C string early in some client
+    libraries (the server would run less than the guard saw), and a lone surrogate cannot be encoded."""
+    if "\x00" in sql:
+        raise QueryRefused("Refused: the statement contains a NUL character.")
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryRefused(
+            f"Refused: the statement is not valid Unicode text (a lone surrogate at position {exc.start})."
+        ) from exc
+
+
+def _where(sql: str, index: int) -> str:
+    line = sql.count("\n", 0, index) + 1
+    column = index - sql.rfind("\n", 0, index)
+    return f"line {line}, column {column}"
+
+
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, '')}".strip()
+
+
+def _check_between_tokens(sql: str, tokens: list[Token], tokenizer: type[Tokenizer], dialect: str) -> None:
+    """Refuse text that sqlglot skips but the database reads, so that the server never runs anything the
+    guard did not see. Between tokens only ASCII whitespace and the dialect's own comments may stand:
+    sqlglot also skips any character Python calls a space (U+00A0, U+3000, ...), which the servers read
+    as part of a name, and template comments ({# ... #}), which they read as SQL; and it passes over
+    characters it does not know (a backtick in PostgreSQL or DuckDB, where DuckDB quotes names with it).
+    MySQL starts a `--` comment only before an ASCII space or control character, sqlglot before any space.
+    """
+    comments = {
+        c if isinstance(c, str) else c[0]: None if isinstance(c, str) else c[1] for c in tokenizer.COMMENTS
+    }
+    openers = sorted(comments, key=len, reverse=True)
+    line_ends = "\n" if tokenizer.COMMENTS_TERMINATE_AT_NEWLINE_ONLY else "\n\r"
+    position = 0
+    for token in [*tokens, None]:
+        gap_end = len(sql) if token is None else token.start
+        i = position
+        while i < gap_end:
+            char = sql[i]
+            if char in _SERVER_WHITESPACE:
+                i += 1
+                continue
+            opener = next((o for o in openers if sql.startswith(o, i)), None)
+            if opener is None and char.isspace():
+                raise QueryRefused(
+                    f"Refused: {_describe(char)} at {_where(sql, i)} is not a space in {dialect}, which may "
+                    "read it as part of a name; use an ordinary space."
+                )
+            if opener is None:
+                raise QueryRefused(
+                    f"Refused: {sql[i : i + 2]!r} at {_where(sql, i)} starts no comment in {dialect}; the "
+                    "guard cannot check what would run."
+                )
+            after = sql[i + len(opener) : i + len(opener) + 1]
+            if opener == "--" and tokenizer.DASH_COMMENT_REQUIRES_BOUNDARY and after and ord(after) > 127:
+                raise QueryRefused(
+                    f"Refused: '--' followed by {_describe(after)} at {_where(sql, i)} is not a comment in "
+                    f"{dialect}; put an ordinary space after '--'."
+                )
+            closer = comments[opener]
+            if closer is None:  # a line comment
+                i = min([gap_end] + [j for j in (sql.find(e, i, gap_end) for e in line_ends) if j != -1])
+            else:
+                i = _block_comment_end(sql, i, opener, closer, tokenizer.NESTED_COMMENTS, gap_end)
+        if token is not None:
+            if token.start < position or token.end < token.start:  # spans out of order: nothing to rely on
+                raise QueryRefused(f"Refused: the statement could not be checked as {dialect} (token spans).")
+            if token.token_type == TokenType.UNKNOWN:
+                raise QueryRefused(
+                    f"Refused: unexpected {token.text!r} at {_where(sql, token.start)}; {dialect} may read "
+                    "it differently from the guard."
+                )
+            position = token.end + 1
+
+
+def _block_comment_end(sql: str, start: int, opener: str, closer: str, nested: bool, limit: int) -> int:
+    """The index just past the block comment opened at `start` (nested comments as sqlglot counts them)."""
+    depth, i = 1, start + len(opener)
+    while i < limit:
+        if sql.startswith(closer, i):
+            depth -= 1
+            i += len(closer)
+            if not depth:
+                return i
+        elif nested and sql.startswith(opener, i):
+            depth += 1
+            i += len(opener)
+        else:
+            i += 1
+    return limit
+
+
 def _function_names(node: exp.Func) -> list[str]:
     if isinstance(node, exp.Anonymous):
         this = node.this  # a quoted name ("pg_read_file"(...)) is an Identifier
@@ -168,14 +279,41 @@ def _sqlglot_dialect(dialect: str) -> tuple[sqlglot.Dialect, bool, bool]:
 def check_sql(sql: str, dialect: str) -> str:
     """Accept exactly one read-only statement in `dialect` and return it, trimmed of trailing `;`,
     whitespace and trailing comments. Raise QueryRefused (one line, with the reason) otherwise."""
-    return _check_sql(sql, dialect)
+    if sql and len(sql) > MAX_STATEMENT_CHARS:
+        raise QueryRefused(
+            f"Refused: the statement is {len(sql):,} characters long; "
+            f"at most {MAX_STATEMENT_CHARS:,} are checked."
+        )
+    if sql and len(sql) > _CACHED_STATEMENT_CHARS:
+        return _check_sql_failing_closed(sql, dialect)
+    return _cached_check_sql(sql, dialect)
 
 
 @lru_cache(maxsize=8192)  # evaluations run the same statements again and again; refusals are not cached
+def _cached_check_sql(sql: str, dialect: str) -> str:
+    return _check_sql_failing_closed(sql, dialect)
+
+
+def _check_sql_failing_closed(sql: str, dialect: str) -> str:
+    """`_check_sql`, with any failure of sqlglot (or of the checks over its tree) turned into a refusal:
+    a statement the guard could not inspect completely must not run, and must not crash the caller."""
+    try:
+        return _check_sql(sql, dialect)
+    except SqlwrightError:
+        raise
+    except RecursionError as exc:  # sqlglot's parser recurses a few dozen Python frames per nesting level
+        raise QueryRefused("Refused: the statement is too deeply nested to check.") from exc
+    except Exception as exc:  # a sqlglot bug on odd input; fail closed rather than pass it through
+        raise QueryRefused(
+            f"Refused: the statement could not be parsed as {dialect} ({type(exc).__name__})."
+        ) from exc
+
+
 def _check_sql(sql: str, dialect: str) -> str:
     glot, executable_comments, file_table_scans = _sqlglot_dialect(dialect)
     if not sql or not sql.strip():
         raise QueryRefused("Refused: the statement is empty.")
+    _check_text(sql)
     try:
         tokens = glot.tokenize(sql)
         statements = [
@@ -228,6 +366,10 @@ def _check_sql(sql: str, dialect: str) -> str:
         what = f"a {kind.upper()} statement" if kind in _NAMED_STATEMENTS else "not a SELECT query"
         raise QueryRefused(f"Refused: the statement is {what}; only SELECT queries run.")
 
+    # Last, as it matters only for a statement that would run (and sqlglot's token spans are reliable
+    # only for what it did not fall back to a Command for).
+    _check_between_tokens(sql, tokens, glot.tokenizer_class, dialect)
+
     # Trim after the statement's last real token: drops trailing ';', whitespace and comments.
     last = next((t for t in reversed(tokens) if t.token_type != sqlglot.TokenType.SEMICOLON), None)
     return sql[: last.end + 1].strip() if last is not None else sql.strip()
@@ -241,6 +383,10 @@ def split_statements(sql: str, dialect: str) -> list[str]:
         tokens = glot.tokenize(sql)
     except TokenError as exc:
         raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(str(exc))}.") from exc
+    except Exception as exc:  # a sqlglot bug on odd input: refused like any text it cannot read
+        raise QueryRefused(
+            f"Refused: the SQL could not be parsed as {dialect} ({type(exc).__name__})."
+        ) from exc
     parts: list[str] = []
     start: int | None = None
     end = 0
