@@ -89,6 +89,16 @@ def test_greedy_path_end_to_end(concert, tmp_path: Path) -> None:
     assert answer.to_dict()["candidates"][0]["row_count"] == len(answer.rows)
 
 
+def test_sql_nested_deeper_than_sqlglot_parses_is_a_refused_candidate(concert, engine_for) -> None:
+    """Every stage that parses a candidate (normalising, the guard, the vote, the repair's hints) takes
+    sqlglot's RecursionError as "cannot parse", never as a crash of the question."""
+    deep = "SELECT " + "(" * 400 + "1" + ")" * 400 + " FROM singer"
+    engine, llm = engine_for([fenced(deep)] * 3 + [fenced(deep)] * 2, candidates=3, repair_rounds=1)
+    answer = engine.ask(concert, "How many singers are there?")
+    assert answer.abstained and answer.candidates
+    assert all("too deeply nested" in (c.error or "") for c in answer.candidates)
+
+
 def test_greedy_options_are_the_baseline() -> None:
     opts = AskOptions.greedy()
     assert (opts.candidates, opts.repair_rounds, opts.linking) == (1, 0, False)

@@ -62,6 +62,15 @@ WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position
 """
 
 
+# sql_mode flags under which MySQL reads quotes or backslashes otherwise than the guard's parser does.
+_UNGUARDED_MODES = {"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"}
+
+
+def session_sql_mode(mode: str) -> str:
+    """`mode` (a server's sql_mode) without the flags that change how quotes and backslashes read."""
+    return ",".join(m for m in mode.split(",") if m and m.strip().upper() not in _UNGUARDED_MODES)
+
+
 class MySQLDatabase(Backend):
     """A read-only MySQL or MariaDB session on one database."""
 
@@ -96,8 +105,7 @@ class MySQLDatabase(Backend):
         self._conn = self._connect()
         version = self._plain("SELECT VERSION()")[0][0]
         self.mariadb = "mariadb" in str(version).lower()
-        # Wall (a): every transaction of the session is read-only (and each statement runs in one).
-        self._plain("SET SESSION TRANSACTION READ ONLY")
+        self._pin_session()
         self._timeout: float | None = None
 
     def _reopen_if_dropped(self) -> pymysql.connections.Connection:
@@ -109,8 +117,19 @@ class MySQLDatabase(Backend):
 
     def _reconnect(self) -> None:
         self._conn = self._connect()
-        self._plain("SET SESSION TRANSACTION READ ONLY")
+        self._pin_session()
         self._timeout = None
+
+    def _pin_session(self) -> None:
+        # Wall (a): every transaction of the session is read-only (and each statement runs in one).
+        self._plain("SET SESSION TRANSACTION READ ONLY")
+        # Wall (b) reads quotes and backslashes as MySQL does by default; a server configured otherwise
+        # would read a statement differently from the guard (a string could end where the guard saw
+        # none), so the session drops those modes.
+        mode = str(self._plain("SELECT @@SESSION.sql_mode")[0][0] or "")
+        pinned = session_sql_mode(mode)
+        if pinned != mode:
+            self._plain(f"SET SESSION sql_mode = '{pinned}'")
 
     def _connect(self) -> pymysql.connections.Connection:
         try:

@@ -92,6 +92,8 @@ class PostgresDatabase(Backend):
         self._options = (
             f"{options} -c default_transaction_read_only=on -c statement_timeout={int(self.timeout * 1000)}"
             " -c idle_in_transaction_session_timeout=60000 -c cursor_tuple_fraction=1"
+            # Wall (b) reads strings as standard SQL does: pin it, whatever the server's configuration.
+            " -c standard_conforming_strings=on"
         ).strip()
         self._params = params
         self._timeout_ms = int(self.timeout * 1000)

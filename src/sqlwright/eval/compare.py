@@ -131,7 +131,7 @@ def has_top_level_order_by(sql: str, dialect: str | None = None) -> bool:
         return False
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except (ParseError, TokenError, ValueError):
+    except (ParseError, TokenError, ValueError, RecursionError):
         return re.search(r"\border\s+by\b", sql, re.IGNORECASE) is not None
     return isinstance(tree, exp.Query) and tree.args.get("order") is not None
 
@@ -829,7 +829,7 @@ def _projection_index(key: exp.Expression, projections: Sequence[exp.Expression]
 def _order_keys(sql: str, columns: tuple[str, ...], dialect: str | None) -> OrderKeys | None:
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except (ParseError, TokenError, ValueError):
+    except (ParseError, TokenError, ValueError, RecursionError):
         return OrderKeys((), False)
     if not isinstance(tree, exp.Query):
         return OrderKeys((), False)

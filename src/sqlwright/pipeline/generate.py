@@ -62,7 +62,7 @@ def normalize_sql(sql: str, dialect: str) -> str:
                              for e in expressions if e is not None)
         if rendered:
             return rendered
-    except (SqlglotError, ValueError, KeyError):  # sqlglot raises ValueError for unknown dialects
+    except (SqlglotError, ValueError, KeyError, RecursionError):  # ValueError: an unknown dialect; RecursionError: deep nesting
         pass
     return re.sub(r"\s+", " ", sql).strip().rstrip(";").strip()
 

@@ -57,7 +57,7 @@ def has_top_level_order_by(sql: str, dialect: str) -> bool:
     not count). Unparsable SQL: a textual check for ORDER BY after the last closing parenthesis."""
     try:
         tree = sqlglot.parse_one(sql, read=sqlglot_dialect(dialect))
-    except (SqlglotError, ValueError):
+    except (SqlglotError, ValueError, RecursionError):  # RecursionError: nesting deeper than sqlglot parses
         tail = sql.rsplit(")", 1)[-1]
         return re.search(r"\border\s+by\b", tail, re.I) is not None
     return isinstance(tree, exp.Query) and tree.args.get("order") is not None
