@@ -4,13 +4,26 @@ checked by running it on a scratch database of the same dialect."""
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 
 import pytest
 import sqlglot
 
 from conftest import TEST_DB_NAME
-from sqlwright.db import Column, ForeignKey, Schema, Table, open_database, render_ddl, render_schema
+from quoted_names import DIALECTS as QUOTED_DIALECTS
+from quoted_names import quoted_database
+from sqlwright.db import (
+    Column,
+    ForeignKey,
+    Schema,
+    Table,
+    get_dialect,
+    open_database,
+    render_ddl,
+    render_schema,
+)
+from sqlwright.db.render import quote_identifier, quote_table_name
 
 SQLITE_EXPECTED = """\
 【DB_ID】 test
@@ -195,3 +208,140 @@ def _topological(ddl: str, schema: Schema) -> str:
     return render_ddl(schema, tables=None) if done == order else ";\n\n".join(
         render_ddl(schema, tables=[name]).rstrip(";") for name in done
     ) + ";"
+
+
+# --- names that need quoting ---------------------------------------------------------------------
+@pytest.fixture(scope="module", params=QUOTED_DIALECTS)
+def quoted_db(request, tmp_path_factory):
+    """`order details` and `products` (tests/quoted_names.py), opened through `open_database`."""
+    server = request.getfixturevalue(f"{request.param}_testdb") if request.param in ("postgres", "mysql") else None
+    with quoted_database(request.param, tmp_path_factory.mktemp("quoted"), server) as url:
+        db = open_database(url, timeout=5)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+_HEADER = re.compile(r"^# Table: (.+?) \(\d+ rows?\)", re.MULTILINE)
+_COLUMN = re.compile(r"^\((.+?):", re.MULTILINE)
+
+
+def _rendered_names(text: str) -> dict[str, list[str]]:
+    """Table name -> column names, as `render_schema` wrote them (quotes included)."""
+    names: dict[str, list[str]] = {}
+    for block in text.split("\n# Table: ")[1:]:
+        header = _HEADER.match("# Table: " + block)
+        assert header is not None, block
+        names[header.group(1)] = _COLUMN.findall(block.split("\n]")[0])
+    return names
+
+
+def test_names_that_need_quoting_are_rendered_quoted(quoted_db):
+    schema = quoted_db.schema()
+    text = render_schema(schema)
+    q = "`" if quoted_db.dialect == "mysql" else '"'
+    names = _rendered_names(text)
+    order_date = '"OrderDate"' if quoted_db.dialect == "postgres" else "OrderDate"  # PostgreSQL folds case
+    assert names == {
+        f"{q}order details{q}": ["id", "product_id", f"{q}select{q}", f"{q}Unit Price{q}", "naïve", f"{q}it's{q}",
+                                 order_date],
+        "products": ["product_id", "name"],  # plain names stay as they are
+    }
+    assert f"# Table: {q}order details{q} (3 rows)" in text
+    assert f"{q}order details{q}.product_id=products.product_id" in text
+    ddl = render_ddl(schema)
+    assert f"CREATE TABLE {q}order details{q} (" in ddl and f"{q}Unit Price{q}" in ddl
+    assert "CREATE TABLE products (" in ddl
+
+
+def test_each_rendered_name_runs_on_its_database(quoted_db):
+    """`SELECT <column> FROM <table>` and `SELECT <table>.<column> FROM <table>`, pasted from the
+    rendering, run and read the column the name means (not, say, a keyword's value)."""
+    names = _rendered_names(render_schema(quoted_db.schema()))
+    spec = get_dialect(quoted_db.dialect)
+    for table_text, columns in names.items():
+        table = quoted_db.schema().table(table_text.strip(spec.identifier_quote))
+        assert table is not None
+        assert [c.name for c in table.columns] == [c.strip(spec.identifier_quote) for c in columns]
+        for column_text, column in zip(columns, table.columns, strict=True):
+            expected = quoted_db.execute(f"SELECT {spec.quote(column.name)} FROM {spec.quote(table.name)}").rows
+            assert quoted_db.execute(f"SELECT {column_text} FROM {table_text}").rows == expected
+            assert quoted_db.execute(f"SELECT {table_text}.{column_text} FROM {table_text}").rows == expected
+
+
+def test_quote_identifier_follows_each_dialects_rules():
+    assert quote_identifier("select", "sqlite") == '"select"'
+    assert quote_identifier("it's", "mysql") == "`it's`"
+    assert quote_identifier("a`b", "mysql") == "`a``b`"
+    assert quote_identifier('say "hi"', "postgres") == '"say ""hi"""'
+    assert quote_identifier("1st place", "duckdb") == '"1st place"'
+    assert quote_identifier("Name", "postgres") == '"Name"'  # unquoted, PostgreSQL would read `name`
+    for dialect in ("sqlite", "mysql", "duckdb"):
+        assert quote_identifier("Name", dialect) == "Name"
+    for plain in ("singer_id", "name", "date", "year", "count", "type", "naïve"):
+        for dialect in ("sqlite", "postgres", "mysql", "duckdb"):
+            assert quote_identifier(plain, dialect) == plain
+    namespaced = Table("sales Dept.orders", (), schema="sales Dept")
+    assert quote_table_name(namespaced, "postgres") == '"sales Dept".orders'
+
+
+def _keywords(dialect: str, admin) -> list[str]:
+    """The engine's own list of its keywords, lower case (skips where it offers none)."""
+    if dialect == "sqlite":
+        import _sqlite3
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL(_sqlite3.__file__)
+            count = lib.sqlite3_keyword_count()
+        except (OSError, AttributeError) as exc:
+            pytest.skip(f"SQLite's keyword list is not reachable through ctypes: {exc}")
+        words = []
+        name, size = ctypes.c_char_p(), ctypes.c_int()
+        for i in range(count):
+            lib.sqlite3_keyword_name(i, ctypes.byref(name), ctypes.byref(size))
+            words.append(name.value[: size.value].decode().lower())
+        return words
+    if dialect == "duckdb":
+        return [r[0].lower() for r in admin.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall()]
+    if dialect == "postgres":
+        return [r[0] for r in admin.run("SELECT word FROM pg_get_keywords()")]
+    try:
+        return [r[0].lower() for r in admin.run("SELECT word FROM information_schema.keywords")]
+    except Exception as exc:  # MySQL before 8.0, MariaDB before 10.6: no such table
+        pytest.skip(f"the server lists no keywords: {exc}")
+
+
+@pytest.mark.parametrize("dialect", QUOTED_DIALECTS)
+def test_every_keyword_the_engine_cannot_read_unquoted_is_quoted(dialect, request):
+    """Each word of the engine's own keyword list names a column; where the engine reads it unquoted
+    wrongly (an error, or another value: `SELECT user` is the session's user on PostgreSQL), the
+    rendering must quote it."""
+    if dialect in ("sqlite", "duckdb"):
+        admin = sqlite3.connect(":memory:") if dialect == "sqlite" else pytest.importorskip("duckdb").connect()
+
+        def run(sql: str) -> list[tuple]:
+            return admin.execute(sql).fetchall()
+    else:
+        admin = request.getfixturevalue(f"{dialect}_testdb").admin
+        run = admin.run
+    words = sorted(set(_keywords(dialect, admin)))
+    spec = get_dialect(dialect)
+    columns = ", ".join(f"{spec.quote(w)} INTEGER" for w in words)
+    temporary = "" if dialect in ("sqlite", "duckdb") else "TEMPORARY "
+    run(f"CREATE {temporary}TABLE kw ({columns})")
+    try:
+        run(f"INSERT INTO kw VALUES ({', '.join(str(1000 + i) for i in range(len(words)))})")
+        misread = []
+        for i, word in enumerate(words):
+            try:
+                rows = [tuple(r) for r in run(f"SELECT {word} FROM kw")]
+            except Exception:  # each driver's own error: the engine cannot read the word unquoted
+                rows = None
+            if rows != [(1000 + i,)]:
+                misread.append(word)
+        assert misread, "the sweep should find reserved words"
+        assert [w for w in misread if quote_identifier(w, dialect) == w] == [], misread
+    finally:
+        run("DROP TABLE kw")

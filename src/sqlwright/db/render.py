@@ -5,21 +5,88 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-import re
+import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import NormalizationStrategy
 
 from sqlwright.db.dialects import Dialect, get_dialect
 from sqlwright.db.schema import Column, Schema, Table
+from sqlwright.errors import UnsupportedDatabase
 
 DEFAULT_MAX_SAMPLE_CHARS = 40
-_SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Words reserved in at least one supported dialect (SQL:2016 core and SQLite/PostgreSQL/MySQL
-# reserved words); a column called `order` must be quoted everywhere.
+# Words reserved in SQLite or PostgreSQL (and the SQL:2016 core), for the dialects whose sqlglot generator
+# declares no RESERVED_KEYWORDS (sqlglot knows MySQL's and DuckDB's, not these two). Over-quoting is
+# harmless; tests/db/test_schema_render.py checks these lists against each engine's own keyword list.
 _RESERVED = frozenset(
-    ["ADD", "ALL", "ALTER", "ANALYZE", "AND", "ANY", "ARRAY", "AS", "ASC", "ASYMMETRIC", "BETWEEN", "BOTH", "BY", "CASE", "CAST", "CHECK", "COLLATE", "COLUMN", "CONSTRAINT", "CREATE", "CROSS", "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURRENT_USER", "DATABASE", "DEFAULT", "DEFERRABLE", "DELETE", "DESC", "DISTINCT", "DO", "DROP", "ELSE", "END", "ESCAPE", "EXCEPT", "EXISTS", "FALSE", "FETCH", "FILTER", "FOR", "FOREIGN", "FROM", "FULL", "GRANT", "GROUP", "GROUPS", "HAVING", "IF", "IGNORE", "IN", "INDEX", "INNER", "INSERT", "INTERSECT", "INTERVAL", "INTO", "IS", "ISNULL", "JOIN", "KEY", "KEYS", "LATERAL", "LEADING", "LEFT", "LIKE", "LIMIT", "LOCALTIME", "LOCALTIMESTAMP", "NATURAL", "NOT", "NOTNULL", "NULL", "OFFSET", "ON", "ONLY", "OR", "ORDER", "OUTER", "OVER", "OVERLAPS", "PARTITION", "PLACING", "PRIMARY", "RANGE", "REFERENCES", "REPLACE", "RETURNING", "RIGHT", "ROW", "ROWS", "SELECT", "SESSION_USER", "SET", "SOME", "SYMMETRIC", "TABLE", "TABLESAMPLE", "THEN", "TO", "TRAILING", "TRUE", "UNION", "UNIQUE", "UPDATE", "USER", "USING", "VALUES", "VARIADIC", "WHEN", "WHERE", "WINDOW", "WITH"]
+    ["ADD", "ALL", "ALTER", "ANALYSE", "ANALYZE", "AND", "ANY", "ARRAY", "AS", "ASC", "ASYMMETRIC", "AUTHORIZATION", "AUTOINCREMENT", "BETWEEN", "BINARY", "BOTH", "BY", "CASE", "CAST", "CHECK", "COLLATE", "COLLATION", "COLUMN", "COMMIT", "CONCURRENTLY", "CONSTRAINT", "CREATE", "CROSS", "CURRENT_CATALOG", "CURRENT_DATE", "CURRENT_ROLE", "CURRENT_SCHEMA", "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURRENT_USER", "DATABASE", "DEFAULT", "DEFERRABLE", "DELETE", "DESC", "DISTINCT", "DO", "DROP", "ELSE", "END", "ESCAPE", "EXCEPT", "EXISTS", "FALSE", "FETCH", "FILTER", "FOR", "FOREIGN", "FREEZE", "FROM", "FULL", "GRANT", "GROUP", "GROUPS", "HAVING", "IF", "IGNORE", "ILIKE", "IN", "INDEX", "INITIALLY", "INNER", "INSERT", "INTERSECT", "INTERVAL", "INTO", "IS", "ISNULL", "JOIN", "KEY", "KEYS", "LATERAL", "LEADING", "LEFT", "LIKE", "LIMIT", "LOCALTIME", "LOCALTIMESTAMP", "NATURAL", "NOT", "NOTHING", "NOTNULL", "NULL", "OFFSET", "ON", "ONLY", "OR", "ORDER", "OUTER", "OVER", "OVERLAPS", "PARTITION", "PLACING", "PRIMARY", "RAISE", "RANGE", "REFERENCES", "REPLACE", "RETURNING", "RIGHT", "ROW", "ROWS", "SELECT", "SESSION_USER", "SET", "SIMILAR", "SOME", "SYMMETRIC", "SYSTEM_USER", "TABLE", "TABLESAMPLE", "THEN", "TO", "TRAILING", "TRANSACTION", "TRUE", "UNION", "UNIQUE", "UPDATE", "USER", "USING", "VALUES", "VARIADIC", "VERBOSE", "WHEN", "WHERE", "WINDOW", "WITH"]
 )
+
+# Reserved by MariaDB beyond the MySQL words sqlglot's MySQL generator declares (the mysql dialect is both).
+_MARIADB_RESERVED = frozenset(
+    ["CURRENT_ROLE", "DELETE_DOMAIN_ID", "DO_DOMAIN_IDS", "IGNORE_DOMAIN_IDS", "MASTER_DEMOTE_TO_REPLICA", "MASTER_DEMOTE_TO_SLAVE", "OFFSET", "PAGE_CHECKSUM", "PARSE_VCOL_EXPR", "PORTION", "REF_SYSTEM_ID", "RETURNING", "SQL_BUFFER_RESULT", "SQL_CACHE", "SQL_NO_CACHE", "STATS_AUTO_RECALC", "STATS_PERSISTENT", "STATS_SAMPLE_PAGES"]
+)
+_RESERVED_BEYOND_SQLGLOT = {"mysql": _MARIADB_RESERVED}
+
+
+@dataclass(frozen=True)
+class _IdentifierRules:
+    """How one dialect reads an unquoted name: which words it reserves, whether it folds case."""
+
+    spec: type[Dialect]
+    sqlglot: sqlglot.Dialect
+    reserved: frozenset[str]  # lower case
+    folds_case: bool  # unquoted names are lower-cased (PostgreSQL) or upper-cased
+
+
+@functools.cache
+def _identifier_rules(dialect: str) -> _IdentifierRules:
+    try:
+        spec = get_dialect(dialect)
+    except UnsupportedDatabase:  # a schema built by hand for an unknown engine: ANSI rules
+        spec = Dialect
+    sg = sqlglot.Dialect.get_or_raise(spec.sqlglot or None)
+    words = (sg.generator_class.RESERVED_KEYWORDS or _RESERVED) | _RESERVED_BEYOND_SQLGLOT.get(spec.name, set())
+    reserved = frozenset(w.lower() for w in words)
+    folds = sg.normalization_strategy in (NormalizationStrategy.LOWERCASE, NormalizationStrategy.UPPERCASE)
+    return _IdentifierRules(spec, sg, reserved, folds)
+
+
+@functools.lru_cache(maxsize=65536)  # schema linking renders the same names many times over
+def quote_identifier(name: str, dialect: str) -> str:
+    """`name` as a query in `dialect` must write it: unchanged when the dialect reads it as written
+    unquoted, otherwise quoted in the dialect's quotes ("…" or `…`, the quote doubled inside).
+
+    Quoted are names sqlglot would quote (spaces, punctuation, a leading digit, a word its generator
+    knows as reserved in the dialect), reserved words of the dialect, and names a case-folding dialect
+    would change (`Name` on PostgreSQL, which reads unquoted `Name` as `name`)."""
+    rules = _identifier_rules(dialect)
+    sqlglot_keeps_it = exp.to_identifier(name).sql(dialect=rules.sqlglot, identify=False) == name
+    folded = rules.folds_case and rules.sqlglot.case_sensitive(name)
+    if sqlglot_keeps_it and name.lower() not in rules.reserved and not folded:
+        return name
+    return rules.spec.quote(name)
+
+
+def quote_table_name(table: Table, dialect: str) -> str:
+    """The table's name as a query in `dialect` writes it; a namespace prefix (`sales.orders`, from
+    `Table.schema`) is quoted apart from the name."""
+    if table.schema and table.name.startswith(table.schema + "."):
+        return quote_identifier(table.schema, dialect) + "." + quote_identifier(
+            table.name[len(table.schema) + 1 :], dialect
+        )
+    return quote_identifier(table.name, dialect)
+
+
+def quote_column_ref(schema: Schema, table: str, column: str) -> str:
+    """`table.column` as a query on `schema` writes it, each part quoted where its dialect needs it
+    (`table`, the exact name of one of `schema`'s tables, for its namespace; another is one name)."""
+    found = next((t for t in schema.tables if t.name == table), None)
+    name = quote_table_name(found, schema.dialect) if found is not None else quote_identifier(table, schema.dialect)
+    return f"{name}.{quote_identifier(column, schema.dialect)}"
 
 
 def _format_sample(value: object, max_chars: int) -> str:
@@ -46,8 +113,9 @@ def _select_tables(schema: Schema, tables: Iterable[str] | None) -> list[Table]:
     return [t for t in schema.tables if t.name.lower() in wanted]
 
 
-def _render_column(column: Column, samples: bool, max_chars: int) -> str:
-    parts = [f"{column.name}:{column.type}" if column.type else column.name]
+def _render_column(column: Column, dialect: str, samples: bool, max_chars: int) -> str:
+    name = quote_identifier(column.name, dialect)
+    parts = [f"{name}:{column.type}" if column.type else name]
     if column.primary_key:
         parts.append("Primary Key")
     if column.comment:
@@ -66,8 +134,10 @@ def render_schema(
 ) -> str:
     """The schema as compact M-Schema-like text for prompts: one `# Table:` block per table with its
     row count and comment, one `(name:TYPE, Primary Key, comment, Examples: [...])` line per column,
-    then the foreign keys as `table.column=ref_table.ref_column`. `tables` limits the output to
-    those tables (by name, case-insensitive); `samples=False` leaves the example values out."""
+    then the foreign keys as `table.column=ref_table.ref_column`. Names are written as a query in the
+    schema's dialect must write them (`quote_identifier`), so plain names appear as they are. `tables`
+    limits the output to those tables (by name, case-insensitive); `samples=False` leaves the example
+    values out."""
     chosen = _select_tables(schema, tables)
     lines: list[str] = []
     if schema.name:
@@ -76,16 +146,16 @@ def render_schema(
         lines.append(" ".join(schema.description.split()))
     lines.append("【Schema】")
     for table in chosen:
-        header = f"# Table: {table.name}{_row_label(table.row_count)}"
+        header = f"# Table: {quote_table_name(table, schema.dialect)}{_row_label(table.row_count)}"
         if table.comment:
             header += ", " + " ".join(table.comment.split())
         lines.append(header)
         lines.append("[")
-        lines.extend(_render_column(c, samples, max_sample_chars) + "," for c in table.columns)
+        lines.extend(_render_column(c, schema.dialect, samples, max_sample_chars) + "," for c in table.columns)
         lines.append("]")
     names = {t.name.lower() for t in chosen}
     fk_lines = [
-        f"{table.name}.{col}={fk.ref_table}.{ref}"
+        f"{quote_column_ref(schema, table.name, col)}={quote_column_ref(schema, fk.ref_table, ref)}"
         for table in chosen
         for fk in table.foreign_keys
         if fk.ref_table.lower() in names
@@ -102,18 +172,12 @@ class _DDLWriter:
 
     def __init__(self, spec: type[Dialect]) -> None:
         self.spec = spec
-        tokenizer = sqlglot.Dialect.get_or_raise(spec.sqlglot).tokenizer_class
-        self.keywords = {k.upper() for k in tokenizer.KEYWORDS if " " not in k} | _RESERVED
 
     def ident(self, name: str) -> str:
-        if _SIMPLE_NAME.match(name) and name.upper() not in self.keywords:
-            return name
-        return self.spec.quote(name)
+        return quote_identifier(name, self.spec.name)
 
     def table_name(self, table: Table) -> str:
-        if table.schema and table.name.startswith(table.schema + "."):
-            return self.ident(table.schema) + "." + self.ident(table.name[len(table.schema) + 1 :])
-        return self.ident(table.name)
+        return quote_table_name(table, self.spec.name)
 
     def ref_name(self, name: str, schema: Schema) -> str:
         ref = schema.table(name)

@@ -16,7 +16,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from sqlwright.db.schema import Schema
+from sqlwright.db.render import quote_identifier, quote_table_name
+from sqlwright.db.schema import Schema, Table
 from sqlwright.pipeline.generate import sqlglot_dialect
 
 MAX_NAMED = 3  # tables or columns named in one hint
@@ -24,7 +25,7 @@ _QUOTES = "\"'`[]"
 
 _UNKNOWN_COLUMN = [
     re.compile(r"no such column: ([^\s,]+)"),  # SQLite
-    re.compile(r"column ([^\s]+) does not exist"),  # PostgreSQL: column "x" / column t.x
+    re.compile(r'column ("[^"]+"|[^\s]+) does not exist'),  # PostgreSQL: column "x" / "Unit Price" / t.x
     re.compile(r"Unknown column '([^']+)'"),  # MySQL, MariaDB
     re.compile(r'Referenced column "([^"]+)" not found'),  # DuckDB, unqualified
 ]
@@ -55,7 +56,7 @@ def _aliases(sql: str, dialect: str) -> dict[str, str]:
     """Alias (or table name), lower-cased -> table name, for the tables `sql` reads."""
     try:
         tree = sqlglot.parse_one(sql, read=sqlglot_dialect(dialect))
-    except (SqlglotError, ValueError):
+    except (SqlglotError, ValueError, RecursionError):  # RecursionError: nesting deeper than sqlglot parses
         return {}
     if tree is None:
         return {}
@@ -70,21 +71,33 @@ def _names(items: list[str]) -> str:
     return ", ".join(items[:MAX_NAMED])
 
 
+def _table(table: Table, schema: Schema) -> str:
+    """The table's name as the schema rendering shows it (quoted where the dialect needs it)."""
+    return quote_table_name(table, schema.dialect)
+
+
+def _column_ref(table: Table, column: str, schema: Schema) -> str:
+    return f"{_table(table, schema)}.{quote_identifier(column, schema.dialect)}"
+
+
 def _column_hint(qualifier: str | None, column: str, sql: str, schema: Schema) -> str:
-    owners = [t.name for t in schema.tables if t.column(column) is not None]
+    owners = [t for t in schema.tables if t.column(column) is not None]
     said: list[str] = []
     if qualifier is not None:
         table = schema.table(_aliases(sql, schema.dialect).get(qualifier.lower(), qualifier))
         if table is not None and table.column(column) is None:
-            named = f"{qualifier} is {table.name}" if qualifier.lower() != table.name.lower() else table.name
+            name = _table(table, schema)
+            named = f"{qualifier} is {name}" if qualifier.lower() != table.name.lower() else name
             said.append(f"In this query {named}, which has no column {column}.")
     if owners:
-        exact = [f"{t}.{schema.table(t).column(column).name}" for t in owners]  # type: ignore[union-attr]
-        stored = exact[0].rsplit(".", 1)[1]  # the schema's spelling (PostgreSQL lower-cases the error's)
-        said.append(f"{stored} is a column of {_names(owners)} ({_names(exact)}): read it from there, joining "
-                    "that table if the query does not have it yet.")
+        # the schema's spelling (PostgreSQL lower-cases the error's), quoted as the rendering shows it
+        stored = owners[0].column(column).name  # type: ignore[union-attr]
+        exact = [_column_ref(t, t.column(column).name, schema) for t in owners]  # type: ignore[union-attr]
+        said.append(f"{quote_identifier(stored, schema.dialect)} is a column of "
+                    f"{_names([_table(t, schema) for t in owners])} ({_names(exact)}): read it from there, "
+                    "joining that table if the query does not have it yet.")
         return " ".join(said)
-    everything = {f"{t.name}.{c.name}": c.name.lower() for t in schema.tables for c in t.columns}
+    everything = {_column_ref(t, c.name, schema): c.name.lower() for t in schema.tables for c in t.columns}
     close = difflib.get_close_matches(column.lower(), sorted(set(everything.values())), n=MAX_NAMED, cutoff=0.7)
     similar = [full for full, low in everything.items() if low in close]
     if similar:
@@ -99,7 +112,7 @@ def _table_hint(name: str, schema: Schema) -> str | None:
         return None
     close = difflib.get_close_matches(name.lower(), [t.name.lower() for t in schema.tables], n=MAX_NAMED,
                                       cutoff=0.6)
-    tables = [t.name for t in schema.tables if t.name.lower() in close]
+    tables = [_table(t, schema) for t in schema.tables if t.name.lower() in close]
     if tables:
         return f"There is no table {name}; similar tables: {_names(tables)}."
     return f"There is no table {name}; use only the tables of the schema above."

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlwright.db.base import Database
 from sqlwright.errors import QueryFailed, QueryRefused, QueryTimeout
+from sqlwright.pipeline.bare_names import quote_bare_names
 from sqlwright.pipeline.generate import Draft, normalize_sql
 from sqlwright.pipeline.types import Candidate
 
@@ -90,8 +91,12 @@ class Executor:
                              mean_logprob=draft.mean_logprob, unanswerable=draft.unanswerable,
                              prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,
                              reply=draft.reply)
-        out = self.outcome(draft.sql)
-        return Candidate(sql=draft.sql, origin=draft.origin, columns=out.columns, rows=out.rows,
+        sql, out = draft.sql, self.outcome(draft.sql)
+        if out.error is not None:  # written without the quotes its names need? (small models drop them)
+            quoted = quote_bare_names(sql, self.db.schema())
+            if quoted is not None and self.outcome(quoted).error is None:
+                sql, out = quoted, self.outcome(quoted)
+        return Candidate(sql=sql, origin=draft.origin, columns=out.columns, rows=out.rows,
                          error=out.error, truncated=out.truncated, mean_logprob=draft.mean_logprob,
                          seconds=out.seconds, unanswerable=draft.unanswerable,
                          prompt_tokens=draft.prompt_tokens, completion_tokens=draft.completion_tokens,

@@ -30,7 +30,8 @@ from rapidfuzz import fuzz, process
 from sqlglot import exp
 
 from sqlwright.db.base import Database
-from sqlwright.db.schema import Column, Table
+from sqlwright.db.render import quote_column_ref
+from sqlwright.db.schema import Column, Schema, Table
 from sqlwright.errors import DatabaseError, SqlwrightError
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,11 @@ class ValueMatch:
     phrase: str = ""  # the (normalised) question words that matched
 
 
-def render_value_hints(matches: Sequence[ValueMatch], *, per_column: int = 3) -> str:
-    """One line per matched column, for the prompt: ``country.Name: 'Côte d’Ivoire', 'Chad'``."""
+def render_value_hints(matches: Sequence[ValueMatch], *, per_column: int = 3,
+                       schema: Schema | None = None) -> str:
+    """One line per matched column, for the prompt: ``country.Name: 'Côte d’Ivoire', 'Chad'``. With the
+    database's `schema`, table and column are quoted as its dialect needs (``"order details".item``),
+    as the schema rendering shows them."""
     by_column: dict[tuple[str, str], list[str]] = defaultdict(list)
     for m in matches:
         values = by_column[(m.table, m.column)]
@@ -83,7 +87,8 @@ def render_value_hints(matches: Sequence[ValueMatch], *, per_column: int = 3) ->
     lines = []
     for (table, column), values in by_column.items():
         quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-        lines.append(f"{table}.{column}: {quoted}")
+        ref = quote_column_ref(schema, table, column) if schema is not None else f"{table}.{column}"
+        lines.append(f"{ref}: {quoted}")
     return "\n".join(lines)
 
 
@@ -303,7 +308,10 @@ def _distinct_values_sql(dialect: str, table: Table, column: Column, limit: int,
     """``SELECT DISTINCT col FROM (SELECT col FROM t WHERE col IS NOT NULL LIMIT scan) LIMIT n``,
     quoted for `dialect`: the inner limit bounds the work on a big table."""
     col = exp.column(column.name, quoted=True)
-    source = exp.table_(table.name, db=table.schema, quoted=True)
+    name = table.name
+    if table.schema and name.startswith(table.schema + "."):  # `sales.orders` is orders in sales
+        name = name[len(table.schema) + 1 :]
+    source = exp.table_(name, db=table.schema, quoted=True)
     inner = exp.select(col).from_(source).where(exp.Not(this=exp.Is(this=col.copy(), expression=exp.Null())))
     inner = inner.limit(scan_rows).subquery("v")
     outer = exp.select(exp.column(column.name, quoted=True)).distinct().from_(inner).limit(limit)
