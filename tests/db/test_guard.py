@@ -284,3 +284,15 @@ def test_smuggling_regressions_are_refused_through_execute(opened, testdb):
     }[testdb.dialect]
     with pytest.raises(QueryRefused, match="U\\+00A0|U\\+2028|'--' followed by"):
         opened.execute(smuggled)
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("SELECT -", "incomplete SQL: a minus sign lacks its operand"),
+    ("SELECT * FROM t WHERE", "incomplete SQL: WHERE lacks its operand"),
+    ("SELECT 1 FROM t ORDER BY", "incomplete SQL: ORDER BY lacks its expressions"),
+])
+def test_parse_errors_are_told_without_sqlglot_internals(sql, words):
+    with pytest.raises(QueryRefused) as info:
+        check_sql(sql, "sqlite")
+    message = str(info.value)
+    assert words in message and "<class" not in message and "sqlglot" not in message

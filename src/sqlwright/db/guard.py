@@ -322,7 +322,7 @@ def _check_sql(sql: str, dialect: str) -> str:
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         where = f" (line {err.get('line')}, column {err.get('col')})" if err.get("line") else ""
-        desc = err.get("description") or str(exc)
+        desc = _parse_error_words(err.get("description") or str(exc))
         raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(desc)}{where}.") from exc
     except TokenError as exc:
         raise QueryRefused(f"Refused: could not parse the SQL as {dialect}: {_first_line(str(exc))}.") from exc
@@ -373,6 +373,25 @@ def _check_sql(sql: str, dialect: str) -> str:
     # Trim after the statement's last real token: drops trailing ';', whitespace and comments.
     last = next((t for t in reversed(tokens) if t.token_type != sqlglot.TokenType.SEMICOLON), None)
     return sql[: last.end + 1].strip() if last is not None else sql.strip()
+
+
+_MISSING_PART = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
+
+
+def _parse_error_words(description: str) -> str:
+    """sqlglot's description of a parse error, without its internals: "Required keyword: 'this' missing
+    for <class 'sqlglot.expressions.core.Where'>" becomes "incomplete SQL: WHERE lacks its operand"."""
+    match = _MISSING_PART.search(description)
+    if match is None:
+        return description
+    part = "operand" if match.group(1) in ("this", "expression") else match.group(1).replace("_", " ")
+    node = match.group(2)
+    word = _NODE_WORDS.get(node, node.upper())
+    return f"incomplete SQL: {word} lacks its {part}"
+
+
+_NODE_WORDS = {"Neg": "a minus sign", "Not": "NOT", "Order": "ORDER BY", "Group": "GROUP BY",
+               "Paren": "a parenthesis", "Cast": "CAST"}
 
 
 def split_statements(sql: str, dialect: str) -> list[str]:
