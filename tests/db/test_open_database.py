@@ -3,6 +3,8 @@ one clear line (ConnectionFailed / UnsupportedDatabase), never a driver tracebac
 
 from __future__ import annotations
 
+import importlib
+import os
 import socket
 import sqlite3
 import time
@@ -173,6 +175,102 @@ def test_bad_urls(url, exc_type, match):
     _one_line_error(exc_type, url, match)
 
 
+@pytest.mark.parametrize(
+    ("url", "form"),
+    [
+        ("postgres:/x", "postgresql://user@host:5432/dbname"),
+        ("postgresql:x", "postgresql://user@host:5432/dbname"),
+        ("POSTGRESQL:/u@localhost/db", "postgresql://user@host:5432/dbname"),
+        ("mysql:/", "mysql://user@host:3306/dbname"),
+        ("mariadb:root@localhost/db", "mysql://user@host:3306/dbname"),
+        ("sqlite:/x.db", "sqlite:///path/to.db"),
+        ("sqlite:x.db", "sqlite:///path/to.db"),
+        ("sqlite//x", "sqlite:///path/to.db"),
+        ("sqlite:\\\\x.db", "sqlite:///path/to.db"),
+        ("duckdb:/x.duckdb", "duckdb:///path/to.duckdb"),
+        ("postgress:/x", "postgresql://user@host:5432/dbname"),
+    ],
+)
+def test_malformed_url_names_the_right_form(url, form):
+    message = _one_line_error(ConnectionFailed, url, "Malformed database URL")
+    assert message == f"Malformed database URL {url!r}: write {form}"
+
+
+def test_malformed_url_hides_its_password():
+    message = _one_line_error(ConnectionFailed, "postgresql:/bob:s3cret@db.example/app", "Malformed database URL")
+    assert "s3cret" not in message and "bob:***@db.example" in message
+
+
+@pytest.mark.parametrize("url", ["http://example.com/db", "https://x/y.sqlite", "http:/x.db", "file:///tmp/x.db"])
+def test_web_address_is_not_a_database_url(url):
+    message = _one_line_error(UnsupportedDatabase, url, "is not a database URL")
+    assert "sqlite:///path/to.db" in message and "postgresql://user@host:5432/dbname" in message
+
+
+def test_missing_paths_still_say_not_found(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ["nope.sqlite", "data/nope.db", "sqlite/nope.db", "postgres", "C:/nope.db", "other:x"]:
+        _one_line_error(ConnectionFailed, path, "not found")
+
+
+def test_existing_file_with_a_scheme_like_name_opens(small_sqlite, monkeypatch):
+    monkeypatch.chdir(small_sqlite.parent)
+    (small_sqlite.parent / "sqlite:x.db").write_bytes(small_sqlite.read_bytes())
+    with open_database("sqlite:x.db") as db:
+        assert db.execute("SELECT x FROM t").rows == ((42,),)
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("sqlite:///a\nb.db", "control character"),
+        ("sqlite:///a%0Ab.db", "control character"),
+        ("sqlite:///a%00b.db", "control character"),
+        ("postgresql://u@127.0.0.1:1/d%00b", "control character"),
+        ("sqlite:///\ud800.db", "not valid text"),
+        ("sqlite:///" + "x" * 5000 + ".db", "name too long"),
+        ("~no_such_user_sqlwright/x.db", "no_such_user_sqlwright"),
+        ("/dev/null.sqlite", "not found"),
+    ],
+)
+def test_unusable_names_fail_cleanly(url, match):
+    _one_line_error(ConnectionFailed, url, match)
+
+
+def test_devices_and_pipes_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.sqlite"
+    os.mkfifo(fifo)
+    _one_line_error(ConnectionFailed, str(fifo), "pipe")  # opening a FIFO would wait for a writer forever
+    _one_line_error(ConnectionFailed, "sqlite:////dev/null", "device")
+    _one_line_error(ConnectionFailed, f"duckdb:///{tmp_path / 'pipe.sqlite'}", "pipe")
+    loop = tmp_path / "loop.db"
+    loop.symlink_to(loop)
+    _one_line_error(ConnectionFailed, str(loop), "Symlink loop")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("postgresql://u@" + "a" * 64 + "/db", "not a valid host name"),  # IDNA refuses the label
+        ("mysql://u@a..b/db", "not a valid host name"),
+        ("postgresql://u@127.0.0.1:1,a..b/db", "not a valid host name"),
+        ("postgresql://u@127.0.0.1:1/%ff%fe", "not UTF-8"),
+        ("postgresql://u:topsecret@127.0.0.1:65536/db", "invalid port"),
+        ("mysql://u:topsecret@127.0.0.1:-1/db", "Bad MySQL URL"),
+        ("mysql://u:topsecret@[::1/db", "Bad MySQL URL"),
+    ],
+)
+def test_bad_server_urls_fail_cleanly_and_stay_masked(url, match):
+    message = _one_line_error(ConnectionFailed, url, match)
+    assert "topsecret" not in message
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, "5"])
+def test_timeout_must_be_a_finite_positive_number(small_sqlite, timeout):
+    with pytest.raises(ConnectionFailed, match="timeout"):
+        open_database(str(small_sqlite), timeout=timeout)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,6 +284,22 @@ def test_server_down_fails_fast(scheme):
     message = _one_line_error(ConnectionFailed, f"{scheme}://u:topsecret@127.0.0.1:{port}/db", "Could not connect")
     assert time.perf_counter() - start < 6
     assert "topsecret" not in message and "***" in message
+
+
+@pytest.mark.timeout(30)  # before the read timeout, a MySQL URL at such a port waited forever
+@pytest.mark.parametrize(("scheme", "module"), [("postgresql", "postgres"), ("mysql", "mysql")])
+def test_a_port_that_never_answers_fails_fast(monkeypatch, scheme, module):
+    """A listening port whose server never speaks (another server's port, e.g. PostgreSQL's to a MySQL URL,
+    waits for the client to speak first): the connect timeout bounds the handshake too."""
+    backend = importlib.import_module(f"sqlwright.db.{module}")
+    monkeypatch.setattr(backend, "CONNECT_TIMEOUT", 2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        start = time.perf_counter()
+        _one_line_error(ConnectionFailed, f"{scheme}://u@127.0.0.1:{port}/db", "Could not connect")
+        assert time.perf_counter() - start < 6
 
 
 @pytest.mark.postgres

@@ -207,3 +207,136 @@ def test_custom_missing_database_file(tmp_path):
     dataset = load_dataset("jsonl", path)
     with pytest.raises(DatasetError, match="database file 'gone.sqlite' not found"):
         dataset.database_url("gone.sqlite")
+
+
+# --- malformed files: one DatasetError line, never another exception (found by test_loaders_fuzz) ------
+SPIDER_OK = {"db_id": "shop", "question": "q?", "query": "SELECT 1"}
+BIRD_OK = {"question_id": 1, "db_id": "shop", "question": "q?", "SQL": "SELECT 1"}
+
+
+def _spider_folder(tmp_path, content: bytes):
+    (tmp_path / "database" / "shop").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "dev.json").write_bytes(content)
+    return tmp_path
+
+
+def _one_line_dataset_error(match, load, *args, **kwargs):
+    with pytest.raises(DatasetError, match=match) as info:
+        load(*args, **kwargs)
+    assert len(str(info.value).splitlines()) == 1
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"query": None}, "'query' must be text, not null"),
+        ({"question": {"en": "q?"}}, "'question' must be text, not an object"),
+        ({"db_id": 7}, "'db_id' must be text, not a number"),
+        ({"sql": {"select": "x"}}, "malformed parsed 'sql'"),
+    ],
+)
+def test_spider_fields_of_the_wrong_type(tmp_path, change, match):
+    content = json.dumps([{**SPIDER_OK, **change}]).encode()
+    _one_line_dataset_error(match, load_dataset, "spider", _spider_folder(tmp_path, content))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b'[{"db_id": "x"},\n{"db_id": "\xff"}]', r"dev.json:2: Spider questions file is not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_spider_unreadable_json(tmp_path, content, match):
+    _one_line_dataset_error(match, load_dataset, "spider", _spider_folder(tmp_path, content))
+
+
+def test_json_with_a_byte_order_mark_loads(tmp_path):
+    dataset = load_dataset("spider", _spider_folder(tmp_path, b"\xef\xbb\xbf" + json.dumps([SPIDER_OK]).encode()))
+    assert dataset.examples[0].question == "q?"
+
+
+@pytest.mark.parametrize("db_id", ["../shop", "/etc/passwd", "a\nb", "..", "x" * 5000])
+def test_database_ids_must_be_plain_names(tmp_path, db_id):
+    dataset = load_dataset("spider", _spider_folder(tmp_path, json.dumps([SPIDER_OK]).encode()))
+    _one_line_dataset_error("Spider database", dataset.database_url, db_id)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"SQL": None}, "'SQL' must be text, not null"),
+        ({"evidence": ["a", "b"]}, "'evidence' must be text, not a list"),
+        ({"difficulty": {"level": 1}}, "'difficulty' must be text, not an object"),
+        ({"question_id": 1.5}, "'question_id' must be text or a whole number, not a number"),
+        ({"question_id": True}, "'question_id' must be text or a whole number"),
+    ],
+)
+def test_bird_fields_of_the_wrong_type(tmp_path, change, match):
+    (tmp_path / "dev.json").write_text(json.dumps([{**BIRD_OK, **change}]))
+    _one_line_dataset_error(match, load_dataset, "bird", tmp_path / "dev.json")
+
+
+def test_unusable_dataset_paths(tmp_path):
+    _one_line_dataset_error("no_such_user_sqlwright", load_dataset, "spider", "~no_such_user_sqlwright/spider")
+    _one_line_dataset_error("File name too long", load_dataset, "bird", tmp_path / ("x" * 5000))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b'{"question": "q", "db": "a.sqlite", "sql": "S"}\n{"question": "\xff"}\n', r"mine.jsonl:2: not UTF-8"),
+        (b'{"question": {"q": 1}, "db": "a.sqlite", "sql": "S"}\n', "'question' must be text, not an object"),
+        (b'{"question": "q", "db": "a.sqlite", "sql": ["S"]}\n', "'sql' must be text, not a list"),
+        (b'{"question": "q", "db": "a.sqlite", "sql": "S", "id": [1]}\n', "'id' must be text"),
+        (b"[" * 100_000 + b"\n", r"mine.jsonl:1: JSON nested too deeply"),
+    ],
+)
+def test_jsonl_unreadable_lines(tmp_path, content, match):
+    (tmp_path / "mine.jsonl").write_bytes(content)
+    _one_line_dataset_error(match, load_dataset, "jsonl", tmp_path / "mine.jsonl")
+
+
+def test_custom_files_with_a_byte_order_mark_load(tmp_path):
+    (tmp_path / "mine.jsonl").write_bytes(b'\xef\xbb\xbf{"question": "q", "db": "a.sqlite", "sql": "S"}\n')
+    assert load_dataset("jsonl", tmp_path / "mine.jsonl").examples[0].question == "q"
+    (tmp_path / "mine.csv").write_bytes(b"\xef\xbb\xbfquestion,db,sql\nq,a.sqlite,S\n")
+    assert load_dataset("csv", tmp_path / "mine.csv").examples[0].question == "q"
+
+
+def test_csv_with_invalid_utf8(tmp_path):
+    (tmp_path / "mine.csv").write_bytes(b"question,db,sql\nq,a.sqlite,S\nq\xff,a.sqlite,S\n")
+    _one_line_dataset_error(r"mine.csv:3: not UTF-8", load_dataset, "csv", tmp_path / "mine.csv")
+
+
+def test_custom_database_paths_the_system_refuses(tmp_path):
+    (tmp_path / "mine.jsonl").write_text('{"question": "q", "db": "a.sqlite", "sql": "S"}\n')
+    dataset = load_dataset("jsonl", tmp_path / "mine.jsonl")
+    _one_line_dataset_error("no_such_user_sqlwright", dataset.database_url, "~no_such_user_sqlwright/x.sqlite")
+    _one_line_dataset_error("File name too long", dataset.database_url, "x" * 5000 + ".sqlite")
+
+
+def _sqleval_folder(tmp_path, questions: bytes):
+    (tmp_path / "questions").mkdir()
+    (tmp_path / "databases" / "shop").mkdir(parents=True)
+    (tmp_path / "databases" / "shop" / "shop.sql").write_text("CREATE TABLE t (x integer);\n")
+    (tmp_path / "questions" / "questions_gen_sqlite.csv").write_bytes(questions)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"question,query,db_name\xff\n", r":1: not UTF-8"),
+        (b'question,query,"db_name' + b"x" * 200_000 + b"\n", r":1: malformed CSV"),  # past csv's field limit
+        (b"question,query,db_name\nq,SELECT 1,../shop\n", "SQL-Eval database id '../shop' is not a plain name"),
+    ],
+)
+def test_sqleval_unreadable_questions(tmp_path, content, match):
+    _one_line_dataset_error(match, load_dataset, "sqleval", _sqleval_folder(tmp_path, content), dialect="sqlite")
+
+
+def test_sqleval_questions_with_a_byte_order_mark_load(tmp_path):
+    folder = _sqleval_folder(tmp_path, b"\xef\xbb\xbfquestion,query,db_name\nq,SELECT 1,shop\n")
+    assert load_dataset("sqleval", folder, dialect="sqlite").examples[0].db == "shop"

@@ -98,3 +98,55 @@ def test_spider_dev_gold_as_predictions(data_dir):
     preds = read_predictions(data_dir / "spider" / "dev_gold.sql", dataset.examples)
     assert len(preds) == 1034
     assert preds["0"].sql == "SELECT count(*) FROM singer"
+
+
+# --- malformed files: one DatasetError line, never another exception (found by test_loaders_fuzz) ------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"id": "0", "sql": "S", "prompt_tokens": NaN}\n', r"pred.jsonl:1: 'prompt_tokens' must be a number"),
+        ('{"id": "0", "sql": "S", "completion_tokens": Infinity}\n', "'completion_tokens' must be a number"),
+        ('{"id": "0", "sql": "S", "seconds": -Infinity}\n', "'seconds' must be a number"),
+        ('{"id": "0", "sql": "S", "prompt_tokens": 1.5}\n', "'prompt_tokens' must be a whole number"),
+        ('{"id": "0", "sql": "S", "error": {"code": 1}}\n', r"pred.jsonl:1: 'error' must be a string or null"),
+        ('{"id": "0", "sql": "S"}\n' + "[" * 100_000 + "\n", r"pred.jsonl:2: JSON nested too deeply"),
+        ('{"a":' * 100_000, "JSON nested too deeply"),
+    ],
+)
+def test_malformed_jsonl_values(tmp_path, examples, text, message):
+    path = tmp_path / "pred.jsonl"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=message) as info:
+        read_predictions(path, examples)
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("key", ["1_0", " 1", "+1", "١", "-1", "0" * 5000])
+def test_bird_keys_are_plain_digits(tmp_path, examples, key):
+    path = tmp_path / "predict_dev.json"
+    path.write_text(json.dumps({key: "SELECT 1\t----- bird -----\tdb"}))
+    with pytest.raises(DatasetError, match="is not a question index"):
+        read_predictions(path, examples)
+
+
+def test_jsonl_with_a_byte_order_mark_is_still_jsonl(tmp_path, examples):
+    # Read as text with the BOM kept, these three lines were taken for Spider's one-SQL-per-line format.
+    path = tmp_path / "pred.jsonl"
+    lines = [json.dumps({"id": str(i), "sql": f"SELECT {i}"}) for i in range(3)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())
+    assert [read_predictions(path, examples)[str(i)].sql for i in range(3)] == ["SELECT 0", "SELECT 1", "SELECT 2"]
+
+
+def test_spider_lines_split_at_line_ends_only(tmp_path, examples):
+    # U+2028, form feed and NEL are line breaks to str.splitlines, but not to the official evaluator.
+    path = tmp_path / "pred.sql"
+    path.write_text("SELECT 'a\u2028b'\nSELECT '\x0c'\r\nSELECT '\x85'\n", newline="")
+    preds = read_predictions(path, examples)
+    assert [preds[str(i)].sql for i in range(3)] == ["SELECT 'a\u2028b'", "SELECT '\x0c'", "SELECT '\x85'"]
+
+
+def test_invalid_utf8_names_its_line(tmp_path, examples):
+    path = tmp_path / "pred.sql"
+    path.write_bytes(b"SELECT 1\nSELECT 2\nSELECT '\xff'\n")
+    with pytest.raises(DatasetError, match=r"pred.sql:3: not UTF-8 text"):
+        read_predictions(path, examples)

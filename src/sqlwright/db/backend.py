@@ -8,6 +8,7 @@ import datetime as _dt
 import decimal
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from sqlwright.db.dialects import Dialect
 from sqlwright.db.guard import check_sql
 from sqlwright.db.result import Result
 from sqlwright.db.schema import Schema
-from sqlwright.errors import QueryTimeout
+from sqlwright.errors import QueryFailed, QueryTimeout
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,14 @@ def mask_url(url: str) -> str:
     """The URL with its password replaced by ***, for display and logs."""
     try:
         parts = urlsplit(url)
-    except ValueError:
+        password = parts.password
+    except ValueError:  # an unclosed IPv6 bracket: mask `user:secret@` by its shape
+        return re.sub(r"^([^:/?#]*://[^:/?#@]*):[^/?#@]*@", r"\1:***@", url)
+    if password is None:
         return url
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    # The host and port as written: a bad port must not stop the masking (parts.port would raise).
+    userinfo, _, host_port = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{host_port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -168,7 +168,12 @@ class Backend(Database):
         cap = self.max_rows if max_rows is None else int(max_rows)
         with self._lock:
             start = time.perf_counter()
-            columns, rows, truncated = self._run(sql, limit, cap, guard)
+            try:
+                columns, rows, truncated = self._run(sql, limit, cap, guard)
+            except UnicodeEncodeError as exc:  # the drivers send UTF-8; the guard refuses such text first
+                raise QueryFailed(
+                    f"The statement cannot be sent as UTF-8: {exc.reason} at position {exc.start}."
+                ) from exc
             seconds = time.perf_counter() - start
         return Result(columns, tuple(rows), truncated, seconds)
 

@@ -30,6 +30,7 @@ class Dialect:
     executable_comments: ClassVar[bool] = False  # the server runs code inside /*! ... */ comments
     file_table_scans: ClassVar[bool] = False  # FROM 'path.csv' reads a file
     comment_style: ClassVar[str] = "comment_on"  # DDL comments: COMMENT ON | inline COMMENT | sql_comment
+    url_form: ClassVar[str] = ""  # the URL's shape, shown when a URL of this dialect is malformed
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,6 +57,7 @@ class SQLite(Dialect):
     schemes = ("sqlite", "sqlite3")
     suffixes = (".sqlite", ".sqlite3", ".db")
     backend = "sqlwright.db.sqlite:SQLiteDatabase"
+    url_form = "sqlite:///path/to.db"
     file_based = True
     comment_style = "sql_comment"
 
@@ -65,6 +67,7 @@ class Postgres(Dialect):
     sqlglot = "postgres"
     schemes = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
     backend = "sqlwright.db.postgres:PostgresDatabase"
+    url_form = "postgresql://user@host:5432/dbname"
 
 
 class MySQL(Dialect):
@@ -74,6 +77,7 @@ class MySQL(Dialect):
     sqlglot = "mysql"
     schemes = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
     backend = "sqlwright.db.mysql:MySQLDatabase"
+    url_form = "mysql://user@host:3306/dbname"
     identifier_quote = "`"
     executable_comments = True
     comment_style = "inline"
@@ -85,6 +89,7 @@ class DuckDB(Dialect):
     schemes = ("duckdb",)
     suffixes = (".duckdb", ".ddb")
     backend = "sqlwright.db.duckdb:DuckDBDatabase"
+    url_form = "duckdb:///path/to.duckdb"
     file_based = True
     file_table_scans = True
 

@@ -133,10 +133,16 @@ class MySQLDatabase(Backend):
 
     def _connect(self) -> pymysql.connections.Connection:
         try:
-            return pymysql.connect(**self._params)
+            # connect_timeout covers the TCP connect only: PyMySQL then waits for the server's greeting
+            # without a limit, forever on a port whose server waits for the client to speak first (a
+            # PostgreSQL or HTTP port). A read timeout bounds the handshake; it is lifted once connected,
+            # since statements are bounded by the server's limit and the KILL QUERY watchdog instead.
+            conn = pymysql.connect(**self._params, read_timeout=CONNECT_TIMEOUT)
         except pymysql.Error as exc:
             message = exc.args[1] if len(exc.args) > 1 else one_line(exc)
             raise ConnectionFailed(f"Could not connect to MySQL ({self.url}): {one_line(message)}") from exc
+        conn._read_timeout = None  # PyMySQL has no public setter; its next read applies the change
+        return conn
 
     def _plain(self, sql: str, params: tuple | None = None) -> list[tuple]:
         with self._conn.cursor() as cur:

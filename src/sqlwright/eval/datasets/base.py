@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import difflib
 import json
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from sqlwright.errors import DatasetError
 from sqlwright.eval.types import Example
 
 _KINDS: dict[str, type[Dataset]] = {}
+_BREAKING = ("Cc", "Zl", "Zp")  # control characters and line separators
 _ALIASES: dict[str, str] = {}
 
 
@@ -99,7 +101,14 @@ def load_dataset(
     `db_root` is the BIRD databases folder. Kind-specific `options` are passed through to the kind.
     """
     cls = dataset_class(kind)
-    return cls.load(Path(path).expanduser(), dialect=dialect, db_root=db_root, **options)
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError as exc:  # ~user of an unknown user
+        raise DatasetError(f"cannot read dataset {str(path)!r}: {exc}") from exc
+    try:
+        return cls.load(path, dialect=dialect, db_root=db_root, **options)
+    except OSError as exc:  # a path the system refuses: a name too long, a permission, a loop of links
+        raise DatasetError(f"cannot read dataset {str(path)!r}: {exc.strerror or exc}") from exc
 
 
 def _import_builtin_kinds() -> None:
@@ -111,16 +120,31 @@ def _import_builtin_kinds() -> None:
 
 
 def read_json(path: Path, what: str) -> Any:
-    """Parse a JSON file, turning a missing or malformed file into a one-line DatasetError."""
+    """Parse a JSON file (a UTF-8 byte order mark allowed), turning a missing or malformed file into a
+    one-line DatasetError."""
     if not path.is_file():
         raise DatasetError(f"{what} not found: {path}")
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             return json.load(handle)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}: malformed JSON in {what}: {exc.msg}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read {what} {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}:{undecodable_line(path)}: {what} is not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"cannot read {what} {path}: JSON nested too deeply") from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def parse_json_line(text: str, where: str) -> Any:
+    """One JSON value from one line of a JSON Lines file; malformed or absurdly nested JSON is a DatasetError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where}: malformed JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{where}: JSON nested too deeply") from exc
 
 
 def require_fields(record: Any, fields: Iterable[str], where: str) -> dict:
@@ -131,6 +155,59 @@ def require_fields(record: Any, fields: Iterable[str], where: str) -> dict:
     if missing:
         raise DatasetError(f"{where}: missing field(s) {', '.join(missing)}")
     return record
+
+
+def text_field(record: dict, key: str, where: str, *, required: bool = True) -> str | None:
+    """The text in `record[key]`; a number or object where text belongs is a DatasetError (it would surface
+    later, far from the file, as a broken prompt or comparison). Absent or null is None unless required."""
+    value = record.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise DatasetError(f"{where}: '{key}' must be text, not {json_type(value)}")
+    return value
+
+
+def id_field(record: dict, key: str, where: str) -> str:
+    """An identifier given as text or a whole number (JSON files use both), as text."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DatasetError(f"{where}: '{key}' must be text or a whole number, not {json_type(value)}")
+    return str(value)
+
+
+def database_file(root: Path, db_id: str, suffix: str, what: str) -> Path | None:
+    """`root/<db_id>/<db_id><suffix>` if that file exists, else None. `db_id` must be a plain folder name:
+    a path in it would reach outside `root`, a control character has no place in one."""
+    if not db_id or db_id in (".", "..") or any(c in "/\\" or unicodedata.category(c) in _BREAKING for c in db_id):
+        raise DatasetError(f"{what} database id {db_id!r} is not a plain name")
+    path = root / db_id / f"{db_id}{suffix}"
+    try:
+        return path if path.is_file() else None
+    except OSError as exc:  # a name too long for the file system
+        raise DatasetError(f"{what} database {db_id!r}: {exc.strerror or exc}") from exc
+
+
+def undecodable_line(path: Path) -> int:
+    """The line of the first bytes in a file that are not UTF-8, for the error message (a text reader
+    decodes ahead in blocks, so where it stopped says little)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return 1
+
+
+def one_line(text: object) -> str:
+    """`text` on one line (a library's message may span several)."""
+    return " ".join(str(text).split())
+
+
+def json_type(value: Any) -> str:
+    """What a JSON value is, in words for an error message: "an object", "a list", "null", ..."""
+    names = {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def sqlite_url(path: Path) -> str:

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlwright.errors import DatasetError
-from sqlwright.eval.datasets.base import Dataset, read_json, require_fields, sqlite_url
+from sqlwright.eval.datasets.base import (
+    Dataset,
+    database_file,
+    id_field,
+    read_json,
+    require_fields,
+    sqlite_url,
+    text_field,
+)
 from sqlwright.eval.types import Example
 
 log = logging.getLogger(__name__)
@@ -85,10 +93,10 @@ class BirdDataset(Dataset):
         if self.server_url is not None:
             return self.server_url
         assert self.db_root is not None
-        path = self.db_root / db_id / f"{db_id}.sqlite"
-        if not path.is_file():
+        path = database_file(self.db_root, db_id, ".sqlite", "BIRD")
+        if path is None:
             hint = "" if self.db_root.is_dir() else " (the databases folder itself is missing: give --db-root)"
-            raise DatasetError(f"BIRD database {db_id!r} not found: {path}{hint}")
+            raise DatasetError(f"BIRD database {db_id!r} not found: {self.db_root / db_id / f'{db_id}.sqlite'}{hint}")
         return sqlite_url(path)
 
 
@@ -122,13 +130,12 @@ def _url_from_path(db_root: Path | str | None) -> str | None:
 def _example(index: int, record: Any, source: Path) -> Example:
     where = f"{source}: question {index}"
     require_fields(record, ("question_id", "db_id", "question", "SQL"), where)
-    evidence = record.get("evidence") or None
     return Example(
-        id=str(record["question_id"]),
-        question=record["question"],
-        db=record["db_id"],
-        gold=record["SQL"].strip(),
-        evidence=evidence,
-        difficulty=record.get("difficulty"),
+        id=id_field(record, "question_id", where),
+        question=text_field(record, "question", where),
+        db=text_field(record, "db_id", where),
+        gold=text_field(record, "SQL", where).strip(),
+        evidence=text_field(record, "evidence", where, required=False) or None,
+        difficulty=text_field(record, "difficulty", where, required=False),
         extra={"index": index},
     )

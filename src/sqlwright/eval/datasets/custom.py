@@ -9,7 +9,6 @@ then be empty). Compared by Spider's execution rules.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from sqlwright.db.dialects import dialect_for_suffix
 from sqlwright.errors import DatasetError
-from sqlwright.eval.datasets.base import Dataset
+from sqlwright.eval.datasets.base import Dataset, json_type, parse_json_line, undecodable_line
 from sqlwright.eval.types import Example
 
 log = logging.getLogger(__name__)
@@ -63,11 +62,15 @@ class CustomDataset(Dataset):
     def database_url(self, db_id: str) -> str:
         if _URL.match(db_id):
             return db_id
-        file = Path(db_id).expanduser()
-        if not file.is_absolute():
-            file = self.base_dir / file
-        if not file.is_file():
-            raise DatasetError(f"database file {db_id!r} not found: {file}")
+        try:
+            file = Path(db_id).expanduser()
+            if not file.is_absolute():
+                file = self.base_dir / file
+            found = file.is_file()
+        except (OSError, RuntimeError) as exc:  # a name too long; ~user of an unknown user
+            raise DatasetError(f"database file {db_id!r}: {getattr(exc, 'strerror', None) or exc}") from exc
+        if not found:
+            raise DatasetError(f"database file {db_id!r} not found: {str(file)!r}")
         dialect = dialect_for_suffix(file.suffix)
         if dialect is None:
             raise DatasetError(f"cannot tell the database type of {file} from its suffix; give a URL instead")
@@ -75,21 +78,21 @@ class CustomDataset(Dataset):
 
 
 def _read_jsonl(path: Path):
-    """(line number, record) for each non-blank line."""
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: malformed JSON: {exc.msg}") from exc
+    """(line number, record) for each non-blank line (a UTF-8 byte order mark allowed)."""
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            try:  # line by line, so that an error names its line
+                text = data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: not UTF-8 text") from exc
+            if text.strip():
+                yield number, parse_json_line(text, f"{path}:{number}")
 
 
 def _read_csv(path: Path):
-    """(line number, record) for each row; the header names the fields."""
+    """(line number, record) for each row; the header names the fields (a UTF-8 byte order mark allowed)."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         try:
             for row in reader:
@@ -97,13 +100,19 @@ def _read_csv(path: Path):
                     raise DatasetError(f"{path}:{reader.line_num}: more values than header columns")
                 yield reader.line_num, row
         except csv.Error as exc:
-            raise DatasetError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from exc
+            raise DatasetError(f"{path}:{reader.line_num or 1}: malformed CSV: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}:{undecodable_line(path)}: not UTF-8 text") from exc
 
 
-def _text(record: dict, key: str) -> str | None:
+def _text(record: dict, key: str, where: str) -> str | None:
+    """The field's text, stripped; None when absent or blank. A number is taken as its text (CSV-born
+    JSON often has numeric ids or difficulties); an object or list is an error."""
     value = record.get(key)
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise DatasetError(f"{where}: '{key}' must be text, not {json_type(value)}")
     value = str(value).strip()
     return value or None
 
@@ -124,7 +133,7 @@ def _feasible(value: Any, where: str) -> bool:
 def _example(index: int, record: Any, where: str) -> Example:
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: expected an object with question, db and sql")
-    question, db, sql = _text(record, "question"), _text(record, "db"), _text(record, "sql")
+    question, db, sql = (_text(record, key, where) for key in ("question", "db", "sql"))
     feasible = _feasible(record.get("feasible"), where)
     missing = [name for name, value in (("question", question), ("db", db)) if value is None]
     if sql is None and feasible:
@@ -132,12 +141,12 @@ def _example(index: int, record: Any, where: str) -> Example:
     if missing:
         raise DatasetError(f"{where}: missing or empty field(s) {', '.join(missing)}")
     return Example(
-        id=_text(record, "id") or str(index),
+        id=_text(record, "id", where) or str(index),
         question=question,
         db=db,
         gold=sql or "",
-        evidence=_text(record, "evidence"),
-        category=_text(record, "category"),
-        difficulty=_text(record, "difficulty"),
+        evidence=_text(record, "evidence", where),
+        category=_text(record, "category", where),
+        difficulty=_text(record, "difficulty", where),
         feasible=feasible,
     )

@@ -14,10 +14,12 @@ are JSONL, anything else is Spider.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from sqlwright.errors import DatasetError
+from sqlwright.eval.datasets.base import undecodable_line
 from sqlwright.eval.types import Example, Prediction
 
 BIRD_SEPARATOR = "\t----- bird -----\t"
@@ -29,15 +31,19 @@ def read_predictions(path: Path, examples: list[Example]) -> dict[str, Predictio
     if not path.is_file():
         raise DatasetError(f"predictions file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read predictions file {path}: {exc}") from exc
+        text = path.read_text(encoding="utf-8-sig")  # universal newlines: every line ends in "\n" here
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}:{undecodable_line(path)}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read predictions file {path}: {exc.strerror or exc}") from exc
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
             whole = json.loads(text)
         except json.JSONDecodeError:
             whole = None  # several objects: JSON Lines
+        except RecursionError as exc:
+            raise DatasetError(f"{path}: JSON nested too deeply") from exc
         if isinstance(whole, dict) and not ("id" in whole and "sql" in whole):
             return _read_bird(path, whole, examples)
         return _read_jsonl(path, text, examples)
@@ -49,13 +55,15 @@ def read_predictions(path: Path, examples: list[Example]) -> dict[str, Predictio
 def _read_jsonl(path: Path, text: str, examples: list[Example]) -> dict[str, Prediction]:
     known = {example.id for example in examples}
     out: dict[str, Prediction] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{number}: malformed JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise DatasetError(f"{path}:{number}: JSON nested too deeply") from exc
         if not isinstance(record, dict) or "id" not in record or "sql" not in record:
             raise DatasetError(f"{path}:{number}: expected an object with 'id' and 'sql'")
         example_id = str(record["id"])
@@ -72,7 +80,7 @@ def _read_jsonl(path: Path, text: str, examples: list[Example]) -> dict[str, Pre
             seconds=_number(record, "seconds", float, path, number),
             prompt_tokens=_number(record, "prompt_tokens", int, path, number),
             completion_tokens=_number(record, "completion_tokens", int, path, number),
-            error=record.get("error") or None,
+            error=_error(record, path, number),
         )
     return out
 
@@ -81,10 +89,10 @@ def _read_bird(path: Path, mapping: dict, examples: list[Example]) -> dict[str, 
     by_index = {example.extra.get("index", position): example for position, example in enumerate(examples)}
     out: dict[str, Prediction] = {}
     for key, value in mapping.items():
-        try:
-            index = int(key)
-        except ValueError as exc:
-            raise DatasetError(f"{path}: key {key!r} is not a question index (BIRD predictions format)") from exc
+        # Plain digits only: int() would also take " 1", "1_0" and non-ASCII digits.
+        if not (key.isascii() and key.isdigit()) or len(key) > 18:
+            raise DatasetError(f"{path}: key {_cut(key)!r} is not a question index (BIRD predictions format)")
+        index = int(key)
         example = by_index.get(index)
         if example is None:
             raise DatasetError(f"{path}: key {key!r} is beyond the dataset's {len(examples)} questions")
@@ -95,8 +103,17 @@ def _read_bird(path: Path, mapping: dict, examples: list[Example]) -> dict[str, 
     return out
 
 
+def _lines(text: str) -> list[str]:
+    """The file's lines, as the official evaluators read them: split at line ends only, not at the other
+    characters `str.splitlines` breaks on (U+2028, form feed, ...), which may sit inside a SQL literal."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def _read_spider(path: Path, text: str, examples: list[Example]) -> dict[str, Prediction]:
-    lines = text.splitlines()
+    lines = _lines(text)
     # A trailing blank line is an editor's newline, not an abstention.
     while len(lines) > len(examples) and not lines[-1].strip():
         lines.pop()
@@ -122,6 +139,19 @@ def _number(record: dict, key: str, kind: type, path: Path, line: int) -> Any:
     value = record.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise DatasetError(f"{path}:{line}: '{key}' must be a number")
+    if kind is int and value != int(value):
+        raise DatasetError(f"{path}:{line}: '{key}' must be a whole number")
     return kind(value)
+
+
+def _error(record: dict, path: Path, line: int) -> str | None:
+    value = record.get("error")
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{path}:{line}: 'error' must be a string or null")
+    return value or None
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

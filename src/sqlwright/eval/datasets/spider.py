@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlwright.errors import DatasetError
-from sqlwright.eval.datasets.base import Dataset, read_json, require_fields, sqlite_url
+from sqlwright.eval.datasets.base import (
+    Dataset,
+    database_file,
+    one_line,
+    read_json,
+    require_fields,
+    sqlite_url,
+    text_field,
+)
 from sqlwright.eval.datasets.hardness import spider_hardness
 from sqlwright.eval.types import Example
 
@@ -54,9 +62,9 @@ class SpiderDataset(Dataset):
         return cls(f"spider-{questions.stem}", examples, database_dir)
 
     def database_url(self, db_id: str) -> str:
-        path = self.database_dir / db_id / f"{db_id}.sqlite"
-        if not path.is_file():
-            raise DatasetError(f"Spider database {db_id!r} not found: {path}")
+        path = database_file(self.database_dir, db_id, ".sqlite", "Spider")
+        if path is None:
+            raise DatasetError(f"Spider database {db_id!r} not found: {self.database_dir / db_id / f'{db_id}.sqlite'}")
         return sqlite_url(path)
 
 
@@ -66,12 +74,13 @@ def _example(index: int, record: Any, source: Path) -> Example:
     parsed = record.get("sql")
     try:
         difficulty = spider_hardness(parsed) if isinstance(parsed, dict) else None
-    except (KeyError, IndexError, TypeError) as exc:
-        raise DatasetError(f"{where}: malformed parsed 'sql' ({exc!r})") from exc
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        # The parsed form is nested lists and dicts of fixed shapes; any other shape fails somewhere inside.
+        raise DatasetError(f"{where}: malformed parsed 'sql' ({type(exc).__name__}: {one_line(exc)})") from exc
     return Example(
         id=str(index),
-        question=record["question"],
-        db=record["db_id"],
-        gold=record["query"].strip(),
+        question=text_field(record, "question", where),
+        db=text_field(record, "db_id", where),
+        gold=text_field(record, "query", where).strip(),
         difficulty=difficulty,
     )
