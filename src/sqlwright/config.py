@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sqlwright.db.base import MAX_ROWS_LIMIT
 from sqlwright.errors import ConfigError
 
 # Seconds an OpenAI-compatible server has to answer the quick GET /models that tells a hung server from a slow
@@ -35,7 +36,7 @@ class Settings(BaseModel):
         description="Where assembled models, value indexes and built wheels are kept.",
     )
     timeout: float = Field(10.0, gt=0, description="Wall-clock seconds allowed per SQL statement.")
-    max_rows: int = Field(1000, gt=0, description="Rows returned per statement; more are cut and flagged.")
+    max_rows: int = Field(1000, gt=0, le=MAX_ROWS_LIMIT, description="Rows returned per statement; more are cut and flagged.")
     threads: int | None = Field(None, gt=0, description="CPU threads for the embedded model (default: all).")
     n_ctx: int = Field(8192, gt=0, description="Context window of the embedded model, in tokens.")
     max_question_chars: int = Field(

@@ -177,62 +177,19 @@ def command_lines(draw) -> list[str]:
     return argv
 
 
-# --- bugs found here in code this test does not own ------------------------------------------------------
-# Each is reported (issue #10) and pinned by a strict xfail below: once fixed, that test passes, fails as
-# XPASS, and the entry (and its filter) should go. Until then the fuzzer steers around them.
-def _model_names(argv: list[str]) -> list[str]:
-    """The values a command line gives as model names: after --model/-m, and `models path|verify NAME`."""
-    names = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--model", "-m")]
-    for i in range(len(argv) - 1):
-        if argv[i] == "models" and argv[i + 1] in ("path", "verify"):
-            names += [arg for arg in argv[i + 2:] if not arg.startswith("-")]
-    return names
-
-
-def _model_path_breaks(name: str) -> bool:
-    # sqlwright.llm.models.model_path: Path(name).is_file() raises OSError for a name part over 255 bytes,
-    # and expanduser() RuntimeError for ~user of an unknown user.
-    return name.startswith("~") or any(len(part.encode()) > 255 for part in name.split("/"))
-
-
-def _huge_max_rows(argv: list[str]) -> bool:
-    # sqlwright.db.sqlite: fetchmany(max_rows + 1) takes a C int; --max-rows 2147483647 or more overflows.
-    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--max-rows"]
-    return any(v.strip().lstrip("+").isdigit() and int(v) >= 2**31 - 2 for v in values)
-
-
-def _pipeline_out_of_range(argv: list[str]) -> bool:
-    # sqlwright.cli.ask: the CLI bounds --candidates and --repair-rounds below only; AskOptions (le=64, le=5)
-    # then raises a pydantic ValidationError.
-    limits = {"--candidates": 64, "-n": 64, "--repair-rounds": 5}
-    for i, arg in enumerate(argv[:-1]):
-        if arg in limits:
-            with contextlib.suppress(ValueError, OverflowError):
-                number = float(argv[i + 1])
-                if number > limits[arg]:
-                    return True
-    return False
-
-
-def known_bug(argv: list[str]) -> bool:
-    return (any(_model_path_breaks(name) for name in _model_names(argv)) or _huge_max_rows(argv)
-            or _pipeline_out_of_range(argv))
-
-
-KNOWN_BUG_LINES = [
-    ["models", "path", "~no_such_user_sqlwright/x.gguf"],
-    ["models", "verify", "x" * 300],
+# --- lines the fuzzer found crashing, fixed since: each must now exit cleanly -----------------------------
+FOUND_BY_FUZZING = [
+    ["models", "path", "~no_such_user_sqlwright/x.gguf"],  # expanduser: RuntimeError
+    ["models", "verify", "x" * 300],  # Path.is_file: OSError "File name too long"
     ["ask", "tiny.sqlite", "How many?", "--model", "x" * 300],
-    ["sql", "tiny.sqlite", "SELECT 1", "--max-rows", "99999999999999999999"],
-    ["ask", "tiny.sqlite", "How many?", "--repair-rounds", "6"],
+    ["sql", "tiny.sqlite", "SELECT 1", "--max-rows", "99999999999999999999"],  # fetchmany's C int
+    ["ask", "tiny.sqlite", "How many?", "--repair-rounds", "6"],  # AskOptions' ValidationError
     ["ask", "tiny.sqlite", "How many?", "--candidates", "65"],
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="reported bugs outside the CLI fuzz's files (see known_bug)")
-@pytest.mark.parametrize("argv", KNOWN_BUG_LINES)
-def test_known_bugs(playground, runner_env, argv):
-    assert known_bug(argv)
+@pytest.mark.parametrize("argv", FOUND_BY_FUZZING)
+def test_lines_the_fuzzer_found(playground, runner_env, argv):
     _check(argv, playground, runner_env)
 
 
@@ -268,7 +225,7 @@ def _check(argv: list[str], playground: Path, env: dict[str, str]) -> None:
 
 
 @FUZZ
-@given(argv=command_lines().filter(lambda argv: not known_bug(argv)))
+@given(argv=command_lines())
 def test_random_command_lines(playground, runner_env, argv):
     _check(argv, playground, runner_env)
 

@@ -20,7 +20,7 @@ from sqlwright.cli.app import (
     print_json,
     print_rows,
 )
-from sqlwright.errors import UserError
+from sqlwright.errors import ConfigError, UserError
 
 DB_HELP = "Database: sqlite:///path, a .sqlite/.db/.duckdb path, postgresql://…, mysql://…, duckdb:///path, or 'sample'."
 
@@ -73,6 +73,14 @@ def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_lin
         values["early_stop"] = False
     if cot:
         values["cot"] = True
+    from pydantic import ValidationError
+
+    try:
+        AskOptions(**values)
+    except ValidationError as exc:  # a flag's value outside the option's range (e.g. --candidates 65)
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        raise ConfigError(f"invalid {flag}: {err['msg']}") from exc
     return values
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from sqlwright.db.backend import mask_url, one_line
-from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, Database
+from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, MAX_ROWS_LIMIT, Database
 from sqlwright.db.dialects import Dialect, dialect_for_suffix, dialect_names, get_dialect
 from sqlwright.db.guard import check_sql, split_statements
 from sqlwright.db.render import render_ddl, render_schema
@@ -191,8 +191,8 @@ def open_database(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_rows: int =
     _check_text(url)
     if not isinstance(timeout, numbers.Real) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
         raise ConnectionFailed(f"The timeout must be a positive number of seconds, not {timeout!r}.")
-    if not isinstance(max_rows, numbers.Integral) or isinstance(max_rows, bool) or max_rows <= 0:
-        raise ConnectionFailed(f"max_rows must be a positive number, not {max_rows!r}.")
+    if not isinstance(max_rows, numbers.Integral) or isinstance(max_rows, bool) or not 0 < max_rows <= MAX_ROWS_LIMIT:
+        raise ConnectionFailed(f"max_rows must be a whole number from 1 to {MAX_ROWS_LIMIT:,}, not {max_rows!r}.")
     scheme, sep, _ = url.partition("://")
     if not sep or "/" in scheme or "\\" in scheme:  # a bare file path, or a malformed URL
         path = _expand(Path(url), url)

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, Database
+from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, MAX_ROWS_LIMIT, Database
 from sqlwright.db.dialects import Dialect
 from sqlwright.db.guard import check_sql
 from sqlwright.db.result import Result
 from sqlwright.db.schema import Schema
-from sqlwright.errors import QueryFailed, QueryTimeout
+from sqlwright.errors import ConfigError, QueryFailed, QueryTimeout
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ class Backend(Database):
             sql = check_sql(sql, self.dialect)
         limit = self.timeout if timeout is None else float(timeout)
         cap = self.max_rows if max_rows is None else int(max_rows)
+        if not 0 < cap <= MAX_ROWS_LIMIT:
+            raise ConfigError(f"max_rows must be from 1 to {MAX_ROWS_LIMIT:,}, not {cap:,}")
         with self._lock:
             start = time.perf_counter()
             try:

@@ -12,6 +12,7 @@ from sqlwright.db.schema import Schema
 
 DEFAULT_TIMEOUT = 10.0  # seconds of wall clock per statement
 DEFAULT_MAX_ROWS = 1000  # rows returned per statement; more sets Result.truncated
+MAX_ROWS_LIMIT = 2**31 - 2  # the largest row cap: drivers fetch cap + 1 rows through a C int
 
 
 class Database(abc.ABC):

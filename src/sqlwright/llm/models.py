@@ -296,11 +296,18 @@ def model_path(
     missing one is assembled from the installed parts, unless `assemble` is false (then ModelMissing).
     """
     registry = MODELS if registry is None else registry
-    if name_or_path not in registry and (_looks_like_path(name_or_path) or Path(name_or_path).is_file()):
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise ModelMissing(f"model file not found: {path}")
-        return path
+    if name_or_path not in registry:
+        try:
+            given = _looks_like_path(name_or_path) or Path(name_or_path).is_file()
+            path = Path(name_or_path).expanduser()
+            found = given and path.is_file()
+        except (OSError, RuntimeError, ValueError) as exc:  # a name too long, ~unknown_user, a NUL
+            raise UnknownModel(f"{name_or_path[:80]!r} is neither a known model nor a readable file: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from exc
+        if given:
+            if not found:
+                raise ModelMissing(f"model file not found: {path}")
+            return path
     spec = _resolve_spec(name_or_path, registry)
     target = assembled_path(spec, cache_dir)
     if target.is_file():

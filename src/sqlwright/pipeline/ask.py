@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sqlwright.db.base import Database
+from sqlwright.db.base import MAX_ROWS_LIMIT, Database
 from sqlwright.db.render import render_schema
 from sqlwright.db.schema import Schema
 from sqlwright.errors import ConfigError, EmptyDatabase, InvalidQuestion, SqlwrightError
@@ -66,7 +66,7 @@ class AskOptions(BaseModel):
     cot: bool = Field(False, description="Ask the model to reason step by step before the SQL.")
     max_tokens: int | None = Field(None, gt=0, description="Tokens per reply (default: 512 plain, 1280 cot).")
     timeout: float | None = Field(None, gt=0, description="Seconds per SQL statement (default: the database's).")
-    max_rows: int | None = Field(None, gt=0, description="Rows per statement (default: the database's).")
+    max_rows: int | None = Field(None, gt=0, le=MAX_ROWS_LIMIT, description="Rows per statement (default: the database's).")
     seed: int | None = Field(0, description="Sampling seed, for reproducible runs (None: random).")
     schema_budget_tokens: int = Field(3000, gt=0, description="Prompt tokens the schema may take before linking.")
 
