@@ -82,3 +82,19 @@ def quoted_database(dialect: str, folder: Path, server=None) -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         admin.run(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if dialect == "postgres" else ""))
+
+
+@contextlib.contextmanager
+def opened_quoted_database(request, tmp_path_factory, *, timeout: float):
+    """`quoted_database` for the fixture's dialect parameter (the servers' fixtures for postgres/mysql),
+    opened through `open_database`."""
+    from sqlwright.db import open_database
+
+    dialect = request.param
+    server = request.getfixturevalue(f"{dialect}_testdb") if dialect in ("postgres", "mysql") else None
+    with quoted_database(dialect, tmp_path_factory.mktemp("quoted"), server) as url:
+        db = open_database(url, timeout=timeout)
+        try:
+            yield db
+        finally:
+            db.close()

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from sqlwright.cli import app
 from sqlwright.llm.models import MODELS
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOWEST_RUN = 20.0  # seconds for one command line; every drawn one fails (or finishes) well within it
 

@@ -12,7 +12,7 @@ import sqlglot
 
 from conftest import TEST_DB_NAME
 from quoted_names import DIALECTS as QUOTED_DIALECTS
-from quoted_names import quoted_database
+from quoted_names import opened_quoted_database
 from sqlwright.db import (
     Column,
     ForeignKey,
@@ -214,13 +214,8 @@ def _topological(ddl: str, schema: Schema) -> str:
 @pytest.fixture(scope="module", params=QUOTED_DIALECTS)
 def quoted_db(request, tmp_path_factory):
     """`order details` and `products` (tests/quoted_names.py), opened through `open_database`."""
-    server = request.getfixturevalue(f"{request.param}_testdb") if request.param in ("postgres", "mysql") else None
-    with quoted_database(request.param, tmp_path_factory.mktemp("quoted"), server) as url:
-        db = open_database(url, timeout=5)
-        try:
-            yield db
-        finally:
-            db.close()
+    with opened_quoted_database(request, tmp_path_factory, timeout=5) as db:
+        yield db
 
 
 _HEADER = re.compile(r"^# Table: (.+?) \(\d+ rows?\)", re.MULTILINE)

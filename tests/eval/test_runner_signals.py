@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_runner import _verdict_count  # tests/eval is on sys.path, as for conftest
 
 from sqlwright.eval.runner import summary_from_run_file
 
@@ -87,19 +88,6 @@ def session_processes(sid: int) -> dict[int, str]:
     return found
 
 
-def _verdicts(run_file: Path) -> int:
-    if not run_file.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{run_file}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT count(*) FROM verdicts").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
 STOPS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
 
 
@@ -112,7 +100,7 @@ def test_stopped_eval_leaves_no_process_and_resumes_to_the_same_result(bench, tm
                                 stderr=stderr_out)
     try:
         deadline = time.monotonic() + 60
-        while _verdicts(run_file) == 0:  # mid-run: a first chunk is in, the workers are on the next
+        while _verdict_count(run_file) == 0:  # mid-run: a first chunk is in, the workers are on the next
             assert proc.poll() is None, stderr_file.read_text()
             assert time.monotonic() < deadline, "no verdict within a minute"
             time.sleep(0.05)
@@ -133,7 +121,7 @@ def test_stopped_eval_leaves_no_process_and_resumes_to_the_same_result(bench, tm
             proc.kill()
             proc.wait()
 
-    partial = _verdicts(run_file)
+    partial = _verdict_count(run_file)
     assert 0 < partial < N
     if signum == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quoted_names import DIALECTS, ROWS, TOTAL_UNIT_PRICE, quoted_database
-from sqlwright.db import open_database
+from quoted_names import DIALECTS, ROWS, TOTAL_UNIT_PRICE, opened_quoted_database
 from sqlwright.db.schema import Column, Schema, Table
 from sqlwright.errors import DatabaseError, ModelMissing
 from sqlwright.llm.mock import ScriptedLLM
@@ -23,13 +22,8 @@ from sqlwright.pipeline.values import ValueIndex, ValueMatch, render_value_hints
 @pytest.fixture(scope="module", params=DIALECTS)
 def quoted_db(request, tmp_path_factory):
     """`order details` and `products` (tests/quoted_names.py) in each dialect."""
-    server = request.getfixturevalue(f"{request.param}_testdb") if request.param in ("postgres", "mysql") else None
-    with quoted_database(request.param, tmp_path_factory.mktemp("quoted"), server) as url:
-        db = open_database(url, timeout=10)
-        try:
-            yield db
-        finally:
-            db.close()
+    with opened_quoted_database(request, tmp_path_factory, timeout=10) as db:
+        yield db
 
 
 def _q(dialect: str, name: str) -> str:

@@ -42,6 +42,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -1075,17 +1076,6 @@ def judge(
     return chosen.judge([normalize_result(g) for g in golds], normalize_result(pred), ctx)
 
 
-def compare(
-    rule: str | ComparisonRule,
-    gold: Result | Sequence[Result],
-    pred: Result,
-    *,
-    gold_sql: str = "",
-    question: str = "",
-    category: str | None = None,
-    dialect: str | None = None,
-    pred_sql: str = "",
-) -> bool:
-    """Whether `pred` is right against the gold result(s) by the named rule (see :func:`judge`)."""
-    return judge(rule, gold, pred, gold_sql=gold_sql, question=question, category=category, dialect=dialect,
-                 pred_sql=pred_sql).correct
+def compare(rule: str | ComparisonRule, gold: Result | Sequence[Result], pred: Result, **context: Any) -> bool:
+    """Whether `pred` is right against the gold result(s) by the named rule; `context` as for :func:`judge`."""
+    return judge(rule, gold, pred, **context).correct
