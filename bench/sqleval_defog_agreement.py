@@ -31,7 +31,7 @@ bench/results/sqleval_defog_agreement-<name>.json (``--out`` to choose). Example
 
     .venv/bin/python bench/sqleval_defog_agreement.py --defog /work/.mirror/defog-ai+sql-eval/repo \\
         --defog-python /tmp/defog-env/bin/python --crafted --other-dialects \\
-        --predictions runs/sqleval-postgres-0.5b-full.sqlite --candidates
+        --predictions runs/sqleval-postgres-0.5b-c4.sqlite --candidates
 
 Defog's code needs, in the interpreter that runs it, pandas, numpy, sqlalchemy, psycopg2 and
 func_timeout — bench-only packages, not sqlwright dependencies. Its verdicts depend on the pandas
