@@ -776,19 +776,10 @@ def sqleval_judge(
     return Judgement(correct, "; ".join(notes) or None)
 
 
-def sqleval_match(
-    gold_variants: Sequence[Result],
-    pred: Result,
-    question: str,
-    gold_sql: str = "",
-    *,
-    category: str | None = None,
-    pred_sql: str = "",
-    dialect: str | None = None,
-) -> bool:
-    """Defog SQL-Eval's verdict (see :func:`sqleval_judge`) without its note."""
-    return sqleval_judge(gold_variants, pred, question, gold_sql, category=category, pred_sql=pred_sql,
-                         dialect=dialect).correct
+def sqleval_match(gold_variants: Sequence[Result], pred: Result, question: str, gold_sql: str = "",
+                  **context: Any) -> bool:
+    """Defog SQL-Eval's verdict (see :func:`sqleval_judge`, which takes the same `context`) without its note."""
+    return sqleval_judge(gold_variants, pred, question, gold_sql, **context).correct
 
 
 # --- SQL-Eval, strict ------------------------------------------------------------------------------
