@@ -450,3 +450,61 @@ def test_request_timeout_flag_reaches_the_backend_in_eval(cli_env: Path, monkeyp
     assert result.exit_code == 0, result.output
     [entry] = json.loads(result.stdout)["results"]
     assert "did not finish the completion within 1s" in entry["error"]
+
+
+# --- sqlwright eval against the real server, one and four questions at a time ------------------------------
+EVAL_QUESTIONS = [
+    ("How many singers are there?", "SELECT count(*) FROM singer"),
+    ("What is the average age of all singers?", "SELECT avg(age) FROM singer"),
+    ("How many singers are from France?", "SELECT count(*) FROM singer WHERE country = 'France'"),
+    ("What is the name of the oldest singer?", "SELECT name FROM singer ORDER BY age DESC LIMIT 1"),
+]
+
+
+@pytest.fixture(scope="module")
+def eval_results(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The EVAL_QUESTIONS evaluated through the server at concurrency 1 and 4 (greedy): summary and run file."""
+    from sqlwright.eval.datasets import load_dataset
+    from sqlwright.eval.predictors import PipelinePredictor
+    from sqlwright.eval.runner import run_eval
+    from sqlwright.llm.openai_backend import OpenAILLM
+    from sqlwright.pipeline.ask import AskOptions, Engine
+
+    folder = tmp_path_factory.mktemp("remote-eval")
+    with sqlite3.connect(folder / "concert.sqlite") as conn:
+        conn.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)")
+        conn.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)", [
+            (1, "Joe Sharp", "Netherlands", 52), (2, "Timbaland", "United States", 32),
+            (3, "Justin Brown", "France", 29), (4, "Rose White", "France", 41), (5, "John Nizinik", "France", 43)])
+    data = folder / "questions.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": q, "sql": sql, "db": "concert.sqlite"}) + "\n"
+                            for i, (q, sql) in enumerate(EVAL_QUESTIONS)))
+    out = {}
+    for concurrency in (1, 4):
+        llm = OpenAILLM("qwen2.5-coder-0.5b", llama_server, timeout=300, retries=1)
+        predictor = PipelinePredictor(Engine(llm, AskOptions.greedy(), cache_dir=folder / "cache"))
+        run_file = folder / f"run{concurrency}.sqlite"
+        with load_dataset("jsonl", data, db_root=folder) as dataset:
+            try:
+                summary = run_eval(dataset, predictor, run_file=run_file, workers=1, progress=False,
+                                   concurrency=concurrency)
+            finally:
+                predictor.close()
+        out[concurrency] = (summary, run_file)
+    return out
+
+
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_eval_through_the_real_server_records_each_question_once(eval_results: dict, concurrency: int) -> None:
+    summary, run_file = eval_results[concurrency]
+    ids = [f"q{i}" for i in range(len(EVAL_QUESTIONS))]
+    with sqlite3.connect(run_file) as conn:
+        verdicts = [row[0] for row in conn.execute("SELECT id FROM verdicts")]
+        predictions = [row[0] for row in conn.execute("SELECT id FROM predictions")]
+    assert sorted(verdicts) == sorted(predictions) == ids
+    results = summary.results()
+    assert [r["id"] for r in results] == ids
+    assert all(r["pred_sql"] and r["error"] is None and r["completion_tokens"] > 0 for r in results), results
+    assert summary.metrics["correct"] >= 2  # simple questions: the 0.5B model gets most of them

@@ -49,6 +49,8 @@ REQUEST_TIMEOUT = typer.Option(None, "--request-timeout",
                                help="Seconds the model server has to finish one completion (default 120).")
 CONNECT_TIMEOUT = typer.Option(None, "--connect-timeout",
                                help="Seconds the model server has to accept a connection (default 5).")
+BASE_URL = typer.Option(None, "--base-url",
+                        help="OpenAI-compatible server (with --model openai:NAME); default SQLWRIGHT_BASE_URL.")
 
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
@@ -105,7 +107,7 @@ def ask(
     greedy: bool = GREEDY,
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
-    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (with --model openai:NAME)."),
+    base_url: str = BASE_URL,
     request_timeout: float = REQUEST_TIMEOUT,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:

@@ -14,6 +14,7 @@ from sqlwright.cli.app import OutputFormat, app, console, err_console, handle_er
 from sqlwright.cli.ask import (
     ABSTAIN_BELOW,
     ALL_CANDIDATES,
+    BASE_URL,
     CANDIDATES,
     CONNECT_TIMEOUT,
     COT,
@@ -43,6 +44,12 @@ KINDS = {
     "sqleval": "Defog SQL-Eval questions CSV, databases materialised in --dialect.",
     "jsonl": "Your own questions: JSONL or CSV with question, sql, db (and optional fields).",
 }
+
+
+CONCURRENCY_HELP = (
+    "Questions in flight at once, for --model openai:NAME (a server that batches, such as vLLM or SGLang, "
+    "answers them together). The embedded model answers one at a time: more than 1 is refused. A request's "
+    "time includes its wait in the server's queue (--request-timeout).")
 
 
 def default_run_file(config: dict) -> Path:
@@ -135,6 +142,8 @@ def _make_command(kind: str):
         abstain_below: float = ABSTAIN_BELOW,
         cot: bool = COT,
         greedy: bool = GREEDY,
+        base_url: str = BASE_URL,
+        concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, max=256, help=CONCURRENCY_HELP),
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
@@ -149,6 +158,13 @@ def _make_command(kind: str):
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
         if sqleval_strict and kind != "sqleval":
             raise ConfigError(f"--sqleval-strict is for sqleval, not {kind}")
+        from sqlwright.llm import OPENAI_PREFIX
+
+        if concurrency > 1 and not (model or "").startswith(OPENAI_PREFIX):
+            why = (f"the embedded model {model} answers one question at a time" if model
+                   else "predictions read from a file are not asked for")
+            raise ConfigError(f"--concurrency {concurrency} is for a model behind a server (--model openai:NAME "
+                              f"--base-url URL); {why}")
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
                                       no_values, repair_all, all_candidates)
         strict = {"strict": True} if sqleval_strict else {}  # the rule's name goes into the run's configuration
@@ -159,7 +175,8 @@ def _make_command(kind: str):
             # Predictions files cover the whole dataset (Spider's are one line per question, in order).
             predictor, identity = _build_predictor(
                 predictions, model, dataset.examples, pipeline,
-                llm_settings={"request_timeout": request_timeout, "connect_timeout": connect_timeout},
+                llm_settings={"request_timeout": request_timeout, "connect_timeout": connect_timeout,
+                              "base_url": base_url},
             )
             extra = {"data": str(Path(data).resolve()), "dialect": dialect, **identity}
             config = run_config(dataset, examples, timeout=timeout, ves_repeats=ves_repeats,
@@ -174,7 +191,7 @@ def _make_command(kind: str):
                 summary = run_eval(
                     dataset, predictor, run_file=path, examples=examples, workers=workers, timeout=timeout,
                     ves_repeats=ves_repeats, progress=not no_progress, config=extra,
-                    exclude_dbs=UNRELIABLE_DBS.get(kind, ()),
+                    exclude_dbs=UNRELIABLE_DBS.get(kind, ()), concurrency=concurrency,
                 )
             except EvalInterrupted as stop:  # SIGINT or SIGTERM: the run file holds what was done
                 again = "the same command" + ("" if run_file is not None or resume else " plus --resume")

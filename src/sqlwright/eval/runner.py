@@ -1,7 +1,10 @@
 """The evaluation runner: predict, execute gold and prediction, compare, record — in parallel, resumably.
 
 The main process asks the predictor (sequentially: a model uses all cores by itself), stores each
-prediction in the run file, and sends the comparison to a pool of worker processes. Each worker opens
+prediction in the run file, and sends the comparison to a pool of worker processes. With a model
+behind a server, ``concurrency`` threads ask it up to that many questions at once; the main process
+alone still writes the run file, one prediction per transaction as each comes back, so a run killed
+at any moment (even SIGKILL) loses only the questions in flight and records none twice. Each worker opens
 every database it needs once (by URL) and keeps it open; gold results are computed once per run and
 cached in the run file. Every statement runs with a time limit, and a task that outlives its whole
 budget (a statement the database could not stop) has its worker killed and gets the verdict error
@@ -24,6 +27,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import threading
 import time
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlwright.db.result import Result
-from sqlwright.errors import DatasetError, QueryTimeout, SqlwrightError
+from sqlwright.errors import ConfigError, DatasetError, QueryTimeout, SqlwrightError
 from sqlwright.eval.compare import CompareContext, get_rule, normalize_result, soft_f1
 from sqlwright.eval.metrics import summarize, ves_reward_from_times
 from sqlwright.eval.predictors import FilePredictor, Predictor
@@ -475,6 +479,105 @@ class _Pool:
             self._cut_lifeline()
 
 
+# --- predictions from several threads ---------------------------------------------------------------
+class _PredictionThreads:
+    """`n` threads that ask `predictor` for the examples put to them and hand back (position, example,
+    database URL, prediction or the exception it raised). They never touch the run file.
+
+    Daemon threads, and a stop that does not wait for them: a request in flight may take the model server's
+    whole deadline, and an interrupted run should not (its answer is dropped, and asked again on resume).
+    """
+
+    def __init__(self, predictor: Predictor, n: int) -> None:
+        self.predictor = predictor
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopped = threading.Event()
+        self.inflight = 0  # put to the threads and not yet taken back (main thread only)
+        self.threads = [threading.Thread(target=self._work, name=f"eval-predict-{i}", daemon=True)
+                        for i in range(n)]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None and not self.stopped.is_set():
+            position, example, url = job
+            try:
+                outcome: Prediction | BaseException = self.predictor.predict(example, url)
+            except BaseException as exc:  # handed to the main thread, which decides
+                outcome = exc
+            self.results.put((position, example, url, outcome))
+
+    def put(self, position: int, example: Example, url: str) -> None:
+        self.jobs.put((position, example, url))
+        self.inflight += 1
+
+    def take(self, timeout: float) -> list[tuple[int, Example, str, Prediction | BaseException]]:
+        """The outcomes that are in, waiting up to `timeout` seconds for a first one."""
+        out = []
+        try:
+            out.append(self.results.get(timeout=timeout))
+            while True:
+                out.append(self.results.get_nowait())
+        except queue.Empty:
+            pass
+        self.inflight -= len(out)
+        return out
+
+    def stop(self) -> None:
+        """No more questions: idle threads end now, busy ones when their answer is in (then dropped)."""
+        self.stopped.set()
+        for _ in self.threads:
+            self.jobs.put(None)
+
+
+def _predict_concurrently(
+    predictor: Predictor,
+    todo: Sequence[tuple[int, Example]],
+    stored: Mapping[str, Prediction],
+    url_of: Callable[[Example], str],
+    concurrency: int,
+    save: Callable[[Prediction], None],
+    judge: Callable[[int, Example, Prediction, str], None],
+    poll: Callable[[], None],
+) -> None:
+    """Predict `todo` with up to `concurrency` questions in flight, in dataset order, saving each
+    prediction (`save`) as it comes back and then handing it to `judge`; `poll` runs between waits."""
+    threads = _PredictionThreads(predictor, concurrency)
+    try:
+        queued = iter(todo)
+        more = True
+        while more or threads.inflight:
+            while more and threads.inflight < concurrency:
+                item = next(queued, None)
+                if item is None:
+                    more = False
+                    break
+                position, example = item
+                url = url_of(example)
+                prediction = stored.get(example.id)
+                if prediction is not None:  # asked before a resume: judged without asking again
+                    judge(position, example, prediction, url)
+                else:
+                    threads.put(position, example, url)
+            if threads.inflight:
+                for position, example, url, outcome in threads.take(timeout=0.2):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    save(outcome)
+                    judge(position, example, outcome, url)
+            poll()
+    except BaseException:
+        # Answers already back are kept (a resume need not ask for them again); those in flight are dropped.
+        with contextlib.suppress(BaseException):
+            for _, _, _, outcome in threads.take(timeout=0):
+                if isinstance(outcome, Prediction):
+                    save(outcome)
+        raise
+    finally:
+        threads.stop()
+
+
 # --- the run ---------------------------------------------------------------------------------------
 @dataclass
 class RunSummary:
@@ -594,6 +697,7 @@ def run_eval(
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
     exclude_dbs: Iterable[str] = (),
+    concurrency: int = 1,
 ) -> RunSummary:
     """Evaluate `predictor` (or a mapping id -> Prediction) on `examples` (default: all of the dataset's).
 
@@ -601,6 +705,10 @@ def run_eval(
     examples, timeout, ves_repeats, max_rows and the caller's `config`, e.g. model and pipeline
     options) the run resumes, and with a different one it is refused (ConfigError). Returns the summary
     over every example, including those finished before a resume.
+
+    `concurrency` > 1 asks the predictor up to that many questions at once, from threads; it needs a
+    predictor whose `concurrent` attribute is true (a model behind a server), else ConfigError. It is not
+    part of the run's configuration: it changes how fast the answers come, not what they are.
 
     SIGINT, and SIGTERM where it has its default action, stop the run: its workers are killed, the
     verdicts that arrived are stored, and EvalInterrupted says how many questions are done.
@@ -617,6 +725,14 @@ def run_eval(
     rule = get_rule(dataset.comparison)
     if isinstance(predictor, Mapping):
         predictor = FilePredictor(predictor)
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+    from_file = isinstance(predictor, FilePredictor)
+    if concurrency > 1 and not from_file and not getattr(predictor, "concurrent", False):
+        raise ConfigError(
+            f"concurrency {concurrency} needs a model behind a server (openai:NAME); this model answers one "
+            "question at a time"
+        )
     full_config = run_config(
         dataset, examples, timeout=timeout, ves_repeats=ves_repeats, max_rows=max_rows, extra=config
     )
@@ -640,8 +756,16 @@ def run_eval(
             tally["correct"] += int(outcome.verdict.correct)
             bar.update(bar_task, advance=1, ex=f"{tally['correct'] / tally['done']:.3f}")
 
+        def url_of(example: Example) -> str:
+            if example.db not in urls:
+                urls[example.db] = dataset.database_url(example.db)
+            return urls[example.db]
+
+        def judge(position: int, example: Example, prediction: Prediction, url: str) -> None:
+            pool.submit(_task(position, example, prediction, url, rule, store,
+                              timeout=timeout, max_rows=max_rows, ves_repeats=ves_repeats))
+
         # Predictions read from a file exist already: store them at once and send work in chunks.
-        from_file = isinstance(predictor, FilePredictor)
         pool = _Pool(workers, on_done, chunk=chunk_size(len(todo), workers) if from_file else 1)
         with bar, _sigterm_stops_run():
             try:
@@ -650,16 +774,18 @@ def run_eval(
                 if from_file:
                     store.save_predictions([predictor.predict(e, "") for _, e in todo if e.id not in stored])
                     stored = store.predictions()
-                for position, example in todo:
-                    if example.db not in urls:
-                        urls[example.db] = dataset.database_url(example.db)
-                    prediction = stored.get(example.id)
-                    if prediction is None:
-                        prediction = predictor.predict(example, urls[example.db])
-                        store.save_prediction(prediction)
-                    pool.submit(_task(position, example, prediction, urls[example.db], rule, store,
-                                      timeout=timeout, max_rows=max_rows, ves_repeats=ves_repeats))
-                    pool.poll()
+                if concurrency > 1 and not from_file:
+                    _predict_concurrently(predictor, todo, stored, url_of, concurrency, store.save_prediction,
+                                          judge, pool.poll)
+                else:
+                    for position, example in todo:
+                        url = url_of(example)
+                        prediction = stored.get(example.id)
+                        if prediction is None:
+                            prediction = predictor.predict(example, url)
+                            store.save_prediction(prediction)
+                        judge(position, example, prediction, url)
+                        pool.poll()
                 pool.drain()
                 pool.close()
             except KeyboardInterrupt as exc:

@@ -11,14 +11,32 @@ request, and after any failure, the backend checks that the server answers ``GET
 will do) within ``min(request_timeout, LIVENESS_TIMEOUT)``: a hung server is reported in seconds, while a working
 one keeps the whole ``request_timeout`` to generate. Timeouts are never retried (a retry would wait as long
 again); dropped connections and HTTP 408/409/429/5xx are, ``retries`` times with backoff.
+
+Rate limits. A ``Retry-After`` header (seconds, an HTTP date, or ``retry-after-ms``) is waited out exactly (plus a
+little jitter), up to ``MAX_RETRY_AFTER`` seconds; a server asking for longer gets an error saying so rather than
+an early retry that would only be refused again. The wait holds back every thread that shares the backend, not
+only the one that was told. A 429 is retried at least ``retries`` times and for as long as the waits fit in
+``request_timeout``: a server under load may ask several times before it takes the request.
+
+Threads. One backend may serve several threads at once (``sqlwright eval --concurrency N``): the HTTP client
+pools connections, and the first contact (liveness check, tokenize probe) is made by one thread while the others
+wait for its outcome, so that N threads starting together send one check, not N, and none of them checks while
+the others' completions hold the server (llama-cpp-python's server answers ``GET /models`` only between
+completions).
 """
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import math
+import random
 import re
+import threading
 import time
+from collections import OrderedDict
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -41,7 +59,10 @@ _PLACEHOLDER_KEY = "sk-no-key-required"
 _CHARS_PER_TOKEN = 3.5  # rough ratio for code/English with BPE tokenizers, used when the server can't count
 # The statuses openai-python itself retries: timeouts and conflicts on the server's side, rate limits, 5xx.
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
-_MAX_BACKOFF = 8.0  # seconds between two attempts at most (Retry-After included)
+_MAX_BACKOFF = 8.0  # seconds between two attempts at most, when the server did not say (no Retry-After)
+MAX_RETRY_AFTER = 60.0  # seconds of a server's Retry-After that are waited out; a longer one is an error
+_JITTER = 0.1  # waits are stretched by up to this fraction, so that threads told alike do not retry in a burst
+_TOKEN_CACHE_SIZE = 1024  # texts whose server token count is remembered (schemas, asked again per thread)
 _REASON_CHARS = 200  # a server's error text is cut to this many characters: one line of a terminal or log
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 _HTML_TAG = re.compile(r"<[^>]*>")
@@ -61,6 +82,8 @@ class OpenAILLM:
 
     supports_n: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
+    # Several threads may call complete() and count_tokens() at once (the server does the work).
+    supports_concurrency: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -90,6 +113,12 @@ class OpenAILLM:
         self._answering = False  # the server answered since the last failure; checked before a request if not
         self._logprobs = True  # switched off once if the server rejects the logprobs option
         self._tokenize_route: str | None | bool = False  # False: not probed yet; None: server can't tokenize
+        # Shared by the threads that use this backend: one first contact at a time, the server's Retry-After
+        # (no request leaves before this monotonic time), and the token counts the server gave.
+        self._contact_lock = threading.Lock()
+        self._shared_lock = threading.Lock()
+        self._pause_until = 0.0
+        self._token_counts: OrderedDict[bytes, int] = OrderedDict()  # sha256 of a text -> its tokens
 
     # --- timeouts -------------------------------------------------------------------------------
     def _limits(self, read: float) -> dict[str, float]:
@@ -191,9 +220,11 @@ class OpenAILLM:
         import openai
 
         if not self._answering:
-            self._check_answering()
+            self._first_contact()
         attempt = 0
+        started = time.monotonic()
         while True:
+            self._wait_for_pause()
             try:
                 response = self._create(kwargs)
                 self._answering = True
@@ -216,16 +247,39 @@ class OpenAILLM:
                     raise self._connection_error(exc, attempts=attempt + 1) from exc
                 delay = _backoff(attempt)
             except openai.APIStatusError as exc:
-                if exc.status_code not in _RETRY_STATUSES or attempt >= self.retries:
+                if exc.status_code not in _RETRY_STATUSES:
                     raise self._status_error(exc) from exc
-                delay = _retry_after(exc) or _backoff(attempt)
+                told = retry_after_seconds(getattr(exc, "response", None))
+                if told is not None and told > MAX_RETRY_AFTER:
+                    raise self._status_error(exc, f"; it asks to retry after {told:.0f}s, longer than sqlwright "
+                                                  f"waits ({MAX_RETRY_AFTER:g}s)") from exc
+                delay = _backoff(attempt) if told is None else told * (1 + random.uniform(0, _JITTER))
+                # A 429 says "not now", not "broken": retried while the waits fit in the request's deadline.
+                patient = exc.status_code == 429 and time.monotonic() - started + delay <= self.timeout
+                if attempt >= self.retries and not patient:
+                    detail = ""
+                    if exc.status_code == 429:
+                        detail = (f" ({attempt + 1} attempts in {time.monotonic() - started:.0f}s): send fewer "
+                                  "requests at once (eval --concurrency) or raise request_timeout")
+                    raise self._status_error(exc, detail) from exc
+                if told is not None:
+                    self._pause(delay)
             except openai.OpenAIError as exc:
                 raise LLMRequestFailed(
                     f"The model server ({self.base_url}) sent a bad response: {_one_line(exc)}"
                 ) from exc
             attempt += 1
-            log.info("%s: retrying in %.1fs (attempt %d of %d)", self.base_url, delay, attempt + 1, self.retries + 1)
+            log.info("%s: retrying in %.1fs (attempt %d)", self.base_url, delay, attempt + 1)
             time.sleep(delay)
+
+    def _pause(self, seconds: float) -> None:
+        """Hold back every thread's next request for `seconds` (the server's Retry-After)."""
+        with self._shared_lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def _wait_for_pause(self) -> None:
+        while (left := self._pause_until - time.monotonic()) > 0:
+            time.sleep(left)
 
     def _create(self, kwargs: dict[str, Any]) -> Any:
         import openai
@@ -241,6 +295,13 @@ class OpenAILLM:
         log.info("%s does not support logprobs; continuing without", self.base_url)
         self._logprobs = False
         return self._client.chat.completions.create(**kwargs)
+
+    def _first_contact(self) -> None:
+        """Check the server answers, once for all threads: a thread that comes while another checks waits for
+        that check and uses its outcome (raised again if it failed: each thread's request fails alike)."""
+        with self._contact_lock:
+            if not self._answering:
+                self._check_answering()
 
     def _check_answering(self) -> None:
         """Return when the server answers GET /models with any HTTP status; raise ModelServerUnreachable or
@@ -285,7 +346,7 @@ class OpenAILLM:
             f"{_connect_reason(cause or exc)}"
         )
 
-    def _status_error(self, exc: Any) -> LLMRequestFailed:
+    def _status_error(self, exc: Any, detail: str = "") -> LLMRequestFailed:
         status = exc.status_code
         reason = _status_reason(exc)
         if status in (401, 403):
@@ -298,7 +359,7 @@ class OpenAILLM:
                 f"The model server ({self.base_url}) does not know model {self.model!r} (HTTP 404: {reason}): "
                 "check the name after 'openai:' and that the URL is the API's root (most end in /v1)"
             )
-        return LLMRequestFailed(f"The model server ({self.base_url}) answered HTTP {status}: {reason}")
+        return LLMRequestFailed(f"The model server ({self.base_url}) answered HTTP {status}: {reason}{detail}")
 
     # --- tokens ---------------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -307,12 +368,26 @@ class OpenAILLM:
         The first call is the first contact with the server: it raises ModelServerUnreachable or
         ModelServerNotAnswering when the server is not there, as a completion would."""
         if self._tokenize_route is False:
-            if not self._answering:
-                self._check_answering()
-            self._tokenize_route = self._probe_tokenize()
+            with self._contact_lock:
+                if self._tokenize_route is False:
+                    if not self._answering:
+                        self._check_answering()
+                    self._tokenize_route = self._probe_tokenize()
         if self._tokenize_route:
+            # Remembered: every thread's engine counts the same schemas, and a count must not change with the
+            # server's load (a tokenize request that times out falls back to the estimate).
+            key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+            with self._shared_lock:
+                known = self._token_counts.get(key)
+                if known is not None:
+                    self._token_counts.move_to_end(key)
+                    return known
             counted = self._server_count(self._tokenize_route, text)
             if counted is not None:
+                with self._shared_lock:
+                    self._token_counts[key] = counted
+                    while len(self._token_counts) > _TOKEN_CACHE_SIZE:
+                        self._token_counts.popitem(last=False)
                 return counted
         return estimate_tokens(text)
 
@@ -350,18 +425,40 @@ def _caused_by(exc: BaseException, name: str) -> bool:
 
 
 def _backoff(attempt: int) -> float:
-    return min(_MAX_BACKOFF, 0.5 * 2**attempt)
+    """Seconds before retry `attempt` + 1 when the server did not say: exponential, jittered, capped."""
+    return min(_MAX_BACKOFF, 0.5 * 2**attempt) * (1 + random.uniform(0, _JITTER))
 
 
-def _retry_after(exc: Any) -> float | None:
-    """The server's Retry-After in seconds (capped), when it sent one as a number."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
+def retry_after_seconds(response: Any, now: datetime | None = None) -> float | None:
+    """The wait a response asks for, in seconds (>= 0), or None when it asks for none it can be read.
+
+    ``retry-after-ms`` (OpenAI's, milliseconds) first, then ``Retry-After`` as RFC 9110 allows it: a number of
+    seconds or an HTTP date (a date already past means now)."""
+    headers = getattr(response, "headers", None)
+    if headers is None:
         return None
-    return None if seconds is None or seconds < 0 else min(seconds, _MAX_BACKOFF)
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    text = (headers.get("retry-after") or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def _token_logprobs(choice: Any) -> list[float]:
