@@ -39,6 +39,11 @@ class Settings(BaseModel):
     max_rows: int = Field(1000, gt=0, le=MAX_ROWS_LIMIT, description="Rows returned per statement; more are cut and flagged.")
     threads: int | None = Field(None, gt=0, description="CPU threads for the embedded model (default: all).")
     n_ctx: int = Field(8192, gt=0, description="Context window of the embedded model, in tokens.")
+    prompt_cache_mb: int = Field(
+        2048, ge=0, description="Disk space (MiB) for the embedded model's saved prompt states (system message "
+        "+ schema, per model and database) under cache_dir/prompt-cache, so that a new process skips their "
+        "prefill; least recently used states go first; 0 turns the cache off.",
+    )
     max_question_chars: int = Field(
         4000, gt=0, description="Longest question (and evidence) accepted, in characters; a longer one is "
         "refused before any model work (the longest Spider, BIRD and SQL-Eval questions are under 1,000).",

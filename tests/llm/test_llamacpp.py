@@ -149,7 +149,7 @@ def test_greedy_matches_llama_cpp_generate(embedded_llm, model_file: Path) -> No
     path the backend used before batched sampling)."""
     llama_cpp = pytest.importorskip("llama_cpp")
     messages = _messages("For each country, how many singers are older than 30? Order by the count.")
-    prompt = embedded_llm._prompt_tokens(messages)
+    prompt = embedded_llm._prompt_tokens(embedded_llm.format_prompt(messages))
     reference = llama_cpp.Llama(model_path=str(model_file), n_ctx=1024, seed=0, verbose=False)
     try:
         tokens: list[int] = []

@@ -28,6 +28,7 @@ from sqlwright.llm.models import (
     register_model,
     verify_model,
 )
+from sqlwright.llm.prompt_cache import PromptCache
 
 if TYPE_CHECKING:
     from sqlwright.llm.llamacpp import EmbeddedLLM
@@ -50,11 +51,13 @@ __all__ = [
     "ModelSpec",
     "ModelStatus",
     "OpenAILLM",
+    "PromptCache",
     "ScriptedLLM",
     "clear_loaded_models",
     "list_models",
     "load_llm",
     "model_path",
+    "prompt_cache",
     "register_model",
     "verify_model",
 ]
@@ -105,9 +108,17 @@ def load_llm(model: str | None = None, settings: Settings | None = None) -> LLM:
         if llm is None:
             from sqlwright.llm.llamacpp import EmbeddedLLM
 
-            llm = EmbeddedLLM(path, n_ctx=settings.n_ctx, n_threads=settings.threads)
+            llm = EmbeddedLLM(path, n_ctx=settings.n_ctx, n_threads=settings.threads,
+                              prompt_cache=prompt_cache(settings))
             _loaded[key] = llm
         return llm
+
+
+def prompt_cache(settings: Settings) -> PromptCache | None:
+    """The embedded models' on-disk prompt cache (None when prompt_cache_mb is 0)."""
+    if settings.prompt_cache_mb <= 0:
+        return None
+    return PromptCache(settings.cache_dir / "prompt-cache", settings.prompt_cache_mb * 2**20)
 
 
 def clear_loaded_models() -> None:

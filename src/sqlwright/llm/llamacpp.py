@@ -50,6 +50,7 @@ import numpy as np
 
 from sqlwright.errors import LLMRequestFailed, ModelLoadFailed, ModelMissing
 from sqlwright.llm.base import Completion, Message
+from sqlwright.llm.prompt_cache import PromptCache
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ DEFAULT_MAX_PARALLEL = 8  # sequences decoded together; more samples run in roun
 # threads): 0.5B 19.5 for 1 token, 49 / 69 / 61 / 76 for 2 / 3 / 4 / 8; 1.5B 30, then 58 / 78 / 94 / 190.
 # Below four, one call per token is as fast or faster; from four on, the batch wins.
 DEFAULT_MIN_BATCH = 4
+# Prompt lookup (see `_lookup_draft`): draft tokens evaluated with each new token, and the longest n-gram matched.
+DEFAULT_LOOKUP_TOKENS = 0
+DEFAULT_LOOKUP_NGRAM = 3
 
 
 def _import_llama_cpp() -> Any:
@@ -128,15 +132,17 @@ class _Node:
     sequence holding the cells of the history (valid while a running sample sits at or below the node).
     """
 
-    __slots__ = ("parent", "token", "depth", "dist", "seq", "children")
+    __slots__ = ("parent", "token", "depth", "dist", "seq", "children", "draft")
 
-    def __init__(self, parent: _Node | None, token: int | None, depth: int, dist: _Dist | None, seq: int) -> None:
+    def __init__(self, parent: _Node | None, token: int | None, depth: int, dist: _Dist | None, seq: int,
+                 draft: bool = False) -> None:
         self.parent = parent
         self.token = token
         self.depth = depth
         self.dist = dist
         self.seq = seq
         self.children: dict[int, _Node] = {}
+        self.draft = draft  # a prompt-lookup draft token no sample has taken yet
 
 
 @dataclass
@@ -171,6 +177,8 @@ class EmbeddedLLM:
 
     supports_n: ClassVar[bool] = True  # the n samples share one prompt prefill and are decoded as one batch
     supports_logprobs: ClassVar[bool] = True
+    # complete() takes `shared_prefix`: the prompt's state up to it is saved to and loaded from the prompt cache.
+    supports_shared_prefix: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -182,11 +190,17 @@ class EmbeddedLLM:
         verbose: bool = False,
         max_parallel: int = DEFAULT_MAX_PARALLEL,
         min_batch: int = DEFAULT_MIN_BATCH,
+        lookup_tokens: int = DEFAULT_LOOKUP_TOKENS,
+        lookup_ngram: int = DEFAULT_LOOKUP_NGRAM,
+        prompt_cache: PromptCache | None = None,
+        model_sha256: str | None = None,
     ) -> None:
         """Load `model_path`. `n_ctx` is the KV cache shared by the prompt and all parallel samples: it must
         hold prompt + n × max_tokens for n samples to run together (when fewer fit, they run in rounds that
         share the prefill); `max_parallel` caps the samples run together; a step with at least `min_batch` new
-        tokens evaluates them in one batch, fewer get one call each (see the module docstring)."""
+        tokens evaluates them in one batch, fewer get one call each (see the module docstring). With a
+        `prompt_cache`, the states of shared prompt prefixes are kept there across processes (the model file
+        is identified by `model_sha256`, computed on first use when not given)."""
         llama_cpp = _import_llama_cpp()
         self.model_path = Path(model_path)
         self.name = self.model_path.stem
@@ -201,6 +215,11 @@ class EmbeddedLLM:
         self._n_seq = max(2, min(max_parallel + 1, int(llama_cpp.llama_max_parallel_sequences())))
         self.max_parallel = self._n_seq - 1
         self.min_batch = max(2, min_batch)
+        self.lookup_tokens = max(0, lookup_tokens)
+        self.lookup_ngram = max(1, lookup_ngram)
+        self.lookup_ngram_min = 1
+        self._lookup_prompt: list[int] = []
+        self._lookup_index: dict[tuple[int, ...], int] = {}
         started = time.perf_counter()
         try:
             with _quiet(not verbose):
@@ -249,6 +268,10 @@ class EmbeddedLLM:
         self._formatter = self._chat_formatter()
         # One context holds one KV cache: requests from several threads take turns.
         self._lock = threading.Lock()
+        self.prompt_cache = prompt_cache
+        self._model_sha256 = model_sha256
+        self._model_id: str | None = None
+        self._kv_layout = f"type_k={params.type_k} type_v={params.type_v} n_seq={self._n_seq} unified"
         _OPEN_MODELS.add(self)
         # Tokens held by KV sequence 0 (the last prompt and one continuation), and the next-token
         # distribution after each of its prefixes that has one, by prefix length.
@@ -262,6 +285,9 @@ class EmbeddedLLM:
         self.last_decode_seconds = 0.0  # its generation time after the prompt
         self.last_decoded_tokens = 0  # generated tokens evaluated (shared continuations count once)
         self.last_decode_calls = 0  # llama_decode calls for them
+        self.last_draft_tokens = 0  # prompt-lookup draft tokens evaluated
+        self.last_draft_accepted = 0  # of them, taken by a sample
+        self.last_prefix_restored = 0  # prompt tokens whose state the last call loaded from the prompt cache
         log.info("loaded %s (n_ctx=%d, parallel=%d, threads=%d) in %.1fs", self.model_path.name, self.n_ctx,
                  self.max_parallel, threads, time.perf_counter() - started)
 
@@ -289,9 +315,10 @@ class EmbeddedLLM:
             return _format_chatml(messages)
         return self._formatter(messages=messages).prompt
 
-    def _prompt_tokens(self, messages: list[Message]) -> list[int]:
+    def _prompt_tokens(self, text: str) -> list[int]:
+        """The tokens of prompt text (a formatted prompt, or the start of one)."""
         # The template already renders any BOS token, so none is added; special=True parses <|im_start|> etc.
-        return self._llama.tokenize(self.format_prompt(messages).encode("utf-8"), add_bos=False, special=True)
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     # --- completion ------------------------------------------------------------------------------
     def complete(
@@ -303,6 +330,7 @@ class EmbeddedLLM:
         max_tokens: int = 512,
         stop: list[str] | None = None,
         seed: int | None = None,
+        shared_prefix: str | None = None,
     ) -> list[Completion]:
         """Return `n` completions of `messages`, decoded together after one prompt prefill.
 
@@ -310,10 +338,17 @@ class EmbeddedLLM:
         call is reproducible and sample 0 repeats an n=1 call with the same seed. At temperature 0 the n
         completions are identical, so one is decoded and repeated. Each completion's ``seconds`` runs from
         the start of the call to the end of that sample (the shared prefill included).
+
+        `shared_prefix` is text that ends the part of the prompt other requests share (the schema): the
+        prompt's state up to the end of its first occurrence is loaded from the prompt cache when there, and
+        saved to it when computed. The prefill always stops at that point first, so the numbers are the same
+        with and without the cache.
         """
         if n < 1:
             return []
-        prompt = self._prompt_tokens(messages)
+        text = self.format_prompt(messages)
+        prompt = self._prompt_tokens(text)
+        boundary = self._shared_boundary(text, prompt, shared_prefix)
         room = self.n_ctx - len(prompt)
         if room <= 0:
             raise LLMRequestFailed(
@@ -333,8 +368,12 @@ class EmbeddedLLM:
             self.last_decode_seconds = 0.0
             self.last_decoded_tokens = 0
             self.last_decode_calls = 0
+            self.last_draft_tokens = 0
+            self.last_draft_accepted = 0
+            if self.lookup_tokens:
+                self._index_prompt(prompt)
             try:
-                root = self._prefill(prompt)
+                root = self._prefill(prompt, boundary)
                 self.last_prefill_seconds = time.perf_counter() - started
                 out: list[Completion] = []
                 for first in range(0, distinct, per_round):
@@ -350,28 +389,42 @@ class EmbeddedLLM:
             self.last_decode_seconds = time.perf_counter() - started - self.last_prefill_seconds
         return out * n if greedy else out
 
-    def _prefill(self, prompt: list[int]) -> _Node:
+    def _prefill(self, prompt: list[int], boundary: int = 0) -> _Node:
         """Put `prompt` into KV sequence 0, reusing the cached common prefix; the trie root for the request.
 
         When the cache holds exactly `prompt` (plus a kept continuation), nothing is evaluated: the root and
-        the continuation's distributions come from the cache.
+        the continuation's distributions come from the cache. `boundary` (0: none) is the length of the
+        prompt's shared prefix: when sequence 0 holds less of it, its state is loaded from the prompt cache,
+        or else evaluated (in batches that stop at the boundary) and saved there.
         """
         llama_cpp = _import_llama_cpp()
         n_prompt = len(prompt)
         common = _common_prefix(self._cached, prompt)
         root_dist = self._cached_dists.get(n_prompt) if common == n_prompt else None
+        self.last_prefix_restored = 0
         if root_dist is None:
             # At least the last prompt token is evaluated, for the logits the first sample token comes from.
             keep = min(common, n_prompt - 1)
+            save = False
+            if 0 < boundary < n_prompt and keep < boundary and self.prompt_cache is not None:
+                held = self._restore_prefix(prompt[:boundary])
+                keep = keep if held is None else held
+                save = keep < boundary
             llama_cpp.llama_memory_seq_rm(self._memory, 0, keep, -1)
             self._cached = prompt[:keep]
             self._cached_dists = {}
-            for start in range(keep, n_prompt, _PROMPT_BATCH):
-                chunk = prompt[start : start + _PROMPT_BATCH]
-                last = start + len(chunk) == n_prompt
-                self._fill([(token, start + i, 0, last and i == len(chunk) - 1) for i, token in enumerate(chunk)])
-                self._run_batch()
-                self._cached = prompt[: start + len(chunk)]
+            start = keep
+            for end in sorted({boundary, n_prompt} if keep < boundary < n_prompt else {n_prompt}):
+                for chunk_start in range(start, end, _PROMPT_BATCH):
+                    chunk = prompt[chunk_start : min(end, chunk_start + _PROMPT_BATCH)]
+                    last = chunk_start + len(chunk) == n_prompt
+                    self._fill([(token, chunk_start + i, 0, last and i == len(chunk) - 1)
+                                for i, token in enumerate(chunk)])
+                    self._run_batch()
+                    self._cached = prompt[: chunk_start + len(chunk)]
+                if end == boundary and save:
+                    self._save_prefix(prompt[:boundary])
+                start = end
             self.last_prefill_tokens = n_prompt - keep
             root_dist = _reduce(self._logits_row(-1), self._scratch)
             self._cached_dists = {n_prompt: root_dist}
@@ -394,6 +447,64 @@ class EmbeddedLLM:
         self._prompt_len = n_prompt
         self._tips = {0: node}
         return root
+
+    def _shared_boundary(self, text: str, prompt: list[int], shared_prefix: str | None) -> int:
+        """The number of `prompt`'s tokens that make up `text` up to the end of `shared_prefix` (0: none).
+
+        The prefix is tokenized alone and compared with the prompt's tokens: where the tokenizer merged
+        across the boundary, the shared part is the tokens both agree on."""
+        if not shared_prefix:
+            return 0
+        at = text.find(shared_prefix)
+        if at < 0:
+            return 0
+        return _common_prefix(self._prompt_tokens(text[: at + len(shared_prefix)]), prompt)
+
+    def model_id(self) -> str:
+        """What a saved KV state depends on: the model file's sha256, the llama.cpp build (its version and the
+        CPU features it was compiled for) and the KV cache's layout."""
+        if self._model_id is None:
+            llama_cpp = _import_llama_cpp()
+            if self._model_sha256 is None:
+                from sqlwright.llm.models import known_sha256
+
+                self._model_sha256 = known_sha256(self.model_path)
+            system = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+            self._model_id = (f"model={self._model_sha256} llama_cpp={llama_cpp.__version__} "
+                              f"{self._kv_layout} system=[{system}]")
+        return self._model_id
+
+    def _restore_prefix(self, tokens: list[int]) -> int | None:
+        """Load the saved state of `tokens` into sequence 0: the tokens it now holds (len(tokens), or 0 when
+        llama.cpp refused the state and emptied the sequence), or None when the cache has no such state."""
+        assert self.prompt_cache is not None
+        started = time.perf_counter()
+        state = self.prompt_cache.load(self.model_id(), tokens)
+        if state is None:
+            return None
+        llama_cpp = _import_llama_cpp()
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        with _quiet(not self.verbose):
+            loaded = llama_cpp.llama_state_seq_set_data(self._ctx, buffer, len(state), 0)
+        if not loaded:
+            log.warning("prompt cache: llama.cpp refused a saved state; evaluating the prompt instead")
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, -1, -1)
+            return 0
+        self.last_prefix_restored = len(tokens)
+        log.info("prompt cache: loaded %d prompt tokens in %.3fs", len(tokens), time.perf_counter() - started)
+        return len(tokens)
+
+    def _save_prefix(self, tokens: list[int]) -> None:
+        """Save sequence 0's state, which holds exactly `tokens`, to the prompt cache."""
+        assert self.prompt_cache is not None
+        llama_cpp = _import_llama_cpp()
+        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
+        buffer = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, 0))
+        if written <= 0:
+            log.warning("prompt cache: llama.cpp could not copy the prompt's state; not saved")
+            return
+        self.prompt_cache.store(self.model_id(), tokens, bytes(memoryview(buffer)[:written]))
 
     def _decode(self, root: _Node, samples: range, temperature: float, max_tokens: int, stop: list[str],
                 base_seed: int, started: float) -> list[Completion]:
@@ -434,11 +545,14 @@ class EmbeddedLLM:
                         node.children[token] = child
                         pending.append(child)
                     run.node = child
+                    if child.draft:
+                        child.draft = False
+                        self.last_draft_accepted += 1
                     if child.dist is None:
                         break
             active = [run for run in active if run.finish_reason is None]
             if pending:
-                self._decode_nodes(pending)
+                self._decode_nodes(pending, max_tokens)
             self._free_sequences({run.node.seq for run in active})
         return [
             Completion(
@@ -452,17 +566,21 @@ class EmbeddedLLM:
             for run in runs
         ]
 
-    def _decode_nodes(self, nodes: list[_Node]) -> None:
+    def _decode_nodes(self, nodes: list[_Node], max_depth: int) -> None:
         """Evaluate each new node's token after its parent's history and set its distribution.
 
         A node continues its parent's sequence when the parent is that sequence's tip; otherwise (a second
         child of the same parent, or a branch off the kept continuation) it gets a free sequence that first
-        shares the parent's cells.
+        shares the parent's cells. Draft tokens no sample took are dropped first (see `_drop_rejected_drafts`).
+        With prompt lookup on, each node is followed in the same batch by the tokens that followed its last
+        few tokens in the prompt (or earlier in its reply): draft nodes, each with its distribution, which
+        samples walk for free while they draw the same tokens.
         """
         llama_cpp = _import_llama_cpp()
         n_prompt = self._prompt_len
+        self._drop_rejected_drafts(nodes)
         claimed: set[int] = set()
-        entries = []
+        chains: list[list[_Node]] = []
         for node in nodes:
             parent = node.parent
             assert parent is not None and node.token is not None
@@ -471,23 +589,103 @@ class EmbeddedLLM:
                 source, seq = seq, self._free_seq()
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, n_prompt + parent.depth)
             claimed.add(seq)
-            self._tips[seq] = node
             node.seq = seq
-            entries.append((node.token, n_prompt + parent.depth, seq, True))
+            chain = [node]
+            for token in self._lookup_draft(node, max_depth):
+                chain.append(_Node(chain[-1], token, chain[-1].depth + 1, None, seq, draft=True))
+                chain[-2].children[token] = chain[-1]
+            self._tips[seq] = chain[-1]
+            self.last_draft_tokens += len(chain) - 1
+            chains.append(chain)
+        entries = [(n.token, n_prompt + n.depth - 1, n.seq, True) for chain in chains for n in chain]
         if len(entries) >= self.min_batch:
             self._fill(entries)
             self._run_batch()
             rows = [self._logits_row(i) for i in range(len(entries))]
-            for node, row in zip(nodes, rows, strict=True):
+            for node, row in zip((n for chain in chains for n in chain), rows, strict=True):
                 node.dist = _reduce(row, self._scratch)
             self.last_decode_calls += 1
         else:
-            for node, entry in zip(nodes, entries, strict=True):
-                self._fill([entry])
+            for chain in chains:
+                self._fill([(n.token, n_prompt + n.depth - 1, n.seq, True) for n in chain])
                 self._run_batch()
-                node.dist = _reduce(self._logits_row(0), self._scratch)
-            self.last_decode_calls += len(entries)
+                for i, node in enumerate(chain):
+                    node.dist = _reduce(self._logits_row(i), self._scratch)
+            self.last_decode_calls += len(chains)
         self.last_decoded_tokens += len(entries)
+
+    def _drop_rejected_drafts(self, nodes: list[_Node]) -> None:
+        """Cut the draft tokens no sample took from the sequences about to grow.
+
+        Every running sample sits on one of the new `nodes`, so in a sequence the cells below the deepest
+        parent of a new node are needed by no one; when the first of them is a draft no sample took, they are
+        removed (and their nodes unlinked), so that the sample that left the draft continues in the same
+        sequence instead of taking a new one. The kept continuation of sequence 0 is not a draft and stays.
+        """
+        deepest: dict[int, _Node] = {}
+        for node in nodes:
+            parent = node.parent
+            assert parent is not None
+            if parent.seq not in deepest or parent.depth > deepest[parent.seq].depth:
+                deepest[parent.seq] = parent
+        for seq, parent in deepest.items():
+            tip = self._tips.get(seq)
+            if tip is None or tip.depth <= parent.depth:
+                continue
+            below = tip
+            while below.parent is not None and below.parent.depth > parent.depth:
+                below = below.parent
+            if below.parent is not parent or not below.draft:
+                continue
+            _import_llama_cpp().llama_memory_seq_rm(self._memory, seq, self._prompt_len + parent.depth, -1)
+            del parent.children[below.token]
+            self._tips[seq] = parent
+
+    def _index_prompt(self, prompt: list[int]) -> None:
+        """For prompt lookup: each n-gram of the prompt (n up to lookup_ngram) -> where its last occurrence ends."""
+        self._lookup_prompt = prompt
+        index: dict[tuple[int, ...], int] = {}
+        for n in range(self.lookup_ngram_min, self.lookup_ngram + 1):
+            for end in range(n, len(prompt) + 1):
+                index[tuple(prompt[end - n : end])] = end
+        self._lookup_index = index
+
+    def _lookup_draft(self, node: _Node, max_depth: int) -> list[int]:
+        """Prompt lookup: the tokens that followed the last occurrence of the history's final n-gram (longest
+        first, down to `lookup_ngram_min`), in the reply so far or else in the prompt; at most
+        `lookup_tokens`, none past `max_depth` or an end-of-generation token."""
+        room = min(self.lookup_tokens, max_depth - node.depth)
+        if room <= 0:
+            return []
+        llama_cpp = _import_llama_cpp()
+        reply: list[int] = []
+        walker: _Node | None = node
+        while walker is not None and walker.token is not None:
+            reply.append(walker.token)
+            walker = walker.parent
+        reply.reverse()
+        prompt = self._lookup_prompt
+        history = prompt + reply
+        for n in range(min(self.lookup_ngram, len(history) - 1), self.lookup_ngram_min - 1, -1):
+            gram = tuple(history[-n:])
+            # The reply first (the most recent occurrence), then the prompt's index.
+            start = None
+            for i in range(len(reply) - n - 1, -1, -1):
+                if tuple(reply[i : i + n]) == gram:
+                    start = len(prompt) + i + n
+                    break
+            if start is None:
+                start = self._lookup_index.get(gram)
+            if start is None or start >= len(history) - 1:
+                continue
+            draft = []
+            for token in history[start : start + room]:
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    break
+                draft.append(token)
+            if draft:
+                return draft
+        return []
 
     def _free_seq(self) -> int:
         for seq in range(1, self._n_seq):

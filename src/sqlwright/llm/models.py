@@ -206,6 +206,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def known_sha256(path: Path) -> str:
+    """The sha256 of the model file at `path`: the one recorded when it was assembled or verified, if the file
+    is unchanged since (same size and mtime), else computed now."""
+    try:
+        st = path.stat()
+        record = json.loads(_marker_path(path).read_text(encoding="utf-8"))
+        if record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns:
+            return str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return file_sha256(path)
+
+
 def _resolve_spec(name: str, registry: Mapping[str, ModelSpec]) -> ModelSpec:
     if name in registry:
         return registry[name]

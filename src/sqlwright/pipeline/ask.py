@@ -29,7 +29,7 @@ from sqlwright.pipeline.draw import draw_candidates
 from sqlwright.pipeline.execute import Executor
 from sqlwright.pipeline.generate import Usage
 from sqlwright.pipeline.linking import link_schema
-from sqlwright.pipeline.prompt import build_messages
+from sqlwright.pipeline.prompt import build_messages, schema_block
 from sqlwright.pipeline.repair import repair_candidates
 from sqlwright.pipeline.select import vote_by_result
 from sqlwright.pipeline.types import Answer
@@ -208,12 +208,14 @@ class Engine:
         t = lap("values", t)
 
         schema_text = context.text
+        shared_prefix: str | None = schema_block(schema_text, dialect=db.dialect)
         if opts.linking and context.tokens > opts.schema_budget_tokens:
             linked = link_schema(context.schema, question, evidence=evidence,
                                  budget_tokens=opts.schema_budget_tokens, count_tokens=self.llm.count_tokens,
                                  value_matches=matches)
             if linked.pruned:
                 schema_text = render_schema(linked.schema)
+                shared_prefix = None  # pruned for this question: nothing worth keeping for the next one
                 log.debug("linked %d of %d tables", len(linked.schema.tables), len(context.schema.tables))
         t = lap("linking", t)
 
@@ -224,7 +226,8 @@ class Engine:
         pool, undrawn = draw_candidates(self.llm, executor, messages, question=question, n=opts.candidates,
                                         temperature=opts.temperature, max_tokens=opts.reply_tokens(),
                                         seed=opts.seed, cot=opts.cot, early_stop=opts.early_stop,
-                                        abstain_below=opts.abstain_below, usage=usage, timings=timings)
+                                        abstain_below=opts.abstain_below, usage=usage, timings=timings,
+                                        shared_prefix=shared_prefix)
         t = time.perf_counter()
 
         if opts.repair_rounds > 0 and opts.max_repairs > 0:

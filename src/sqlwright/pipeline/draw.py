@@ -56,10 +56,12 @@ def draw_candidates(
     abstain_below: float = 0.0,
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
+    shared_prefix: str | None = None,
 ) -> tuple[list[Candidate], int]:
     """The executed candidates (greedy first, then samples in order) and how many of the `n` were not
     drawn because the vote was decided. `timings` receives the seconds of "generate" (with
-    "generate.greedy" and "generate.samples") and "execute"."""
+    "generate.greedy" and "generate.samples") and "execute". `shared_prefix`: the text that ends the prompt's
+    part shared with other questions (`prompt.schema_block`), for backends that keep prompt states."""
     if n < 1:
         raise ValueError("n must be at least 1")
     timings = {} if timings is None else timings
@@ -74,7 +76,8 @@ def draw_candidates(
         timings["execute"] += time.perf_counter() - started
 
     started = time.perf_counter()
-    greedy = greedy_draft(llm, messages, max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings)
+    greedy = greedy_draft(llm, messages, max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings,
+                          shared_prefix=shared_prefix)
     timings["generate"] += time.perf_counter() - started
     run([greedy] if greedy is not None else [])
     drawn = 1
@@ -87,7 +90,8 @@ def draw_candidates(
         count = next_batch(pool, dialect, remaining) if early_stop else remaining
         started = time.perf_counter()
         samples = sample_drafts(llm, messages, first=drawn, count=count, temperature=temperature,
-                                max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings)
+                                max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings,
+                                shared_prefix=shared_prefix)
         timings["generate"] += time.perf_counter() - started
         run(samples)
         drawn += count

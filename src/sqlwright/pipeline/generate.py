@@ -91,9 +91,11 @@ def sample_origin(i: int, *, cot: bool) -> str:
 
 def _timed_call(llm: LLM, messages: list[Message], *, n: int, temperature: float, max_tokens: int,
                 seed: int | None, usage: Usage | None, timings: dict[str, float] | None,
-                timing_key: str) -> list[Completion]:
+                timing_key: str, shared_prefix: str | None = None) -> list[Completion]:
     started = time.perf_counter()
-    completions = llm.complete(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    # Backends that keep prompt states (the embedded one's prompt cache) are told where the shared part ends.
+    extra = {"shared_prefix": shared_prefix} if shared_prefix and getattr(llm, "supports_shared_prefix", False) else {}
+    completions = llm.complete(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, **extra)
     if timings is not None:
         timings[timing_key] = timings.get(timing_key, 0.0) + time.perf_counter() - started
     if usage is not None:
@@ -112,11 +114,13 @@ def greedy_draft(
     cot: bool = False,
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
+    shared_prefix: str | None = None,
 ) -> Draft | None:
     """The greedy (temperature 0) draft for `messages`; its seconds go to ``timings["generate.greedy"]``.
-    None when the backend returned nothing."""
+    None when the backend returned nothing. `shared_prefix`: see `prompt.schema_block`."""
     completions = _timed_call(llm, messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed,
-                              usage=usage, timings=timings, timing_key="generate.greedy")
+                              usage=usage, timings=timings, timing_key="generate.greedy",
+                              shared_prefix=shared_prefix)
     return draft_from_completion(sample_origin(0, cot=cot), completions[0]) if completions else None
 
 
@@ -132,6 +136,7 @@ def sample_drafts(
     cot: bool = False,
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
+    shared_prefix: str | None = None,
 ) -> list[Draft]:
     """Samples number `first` .. `first + count - 1` at `temperature`, from ONE `complete` call (backends
     that share the prompt prefill across a call's samples pay for it once). A call's samples draw from
@@ -141,5 +146,6 @@ def sample_drafts(
         return []
     call_seed = None if seed is None else seed + first - 1
     completions = _timed_call(llm, messages, n=count, temperature=temperature, max_tokens=max_tokens,
-                              seed=call_seed, usage=usage, timings=timings, timing_key="generate.samples")
+                              seed=call_seed, usage=usage, timings=timings, timing_key="generate.samples",
+                              shared_prefix=shared_prefix)
     return [draft_from_completion(sample_origin(first + j, cot=cot), c) for j, c in enumerate(completions)]

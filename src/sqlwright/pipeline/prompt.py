@@ -65,6 +65,12 @@ def system_message(dialect: str, *, cot: bool = False) -> str:
     return "\n\n".join(parts)
 
 
+def schema_block(schema_text: str, *, dialect: str) -> str:
+    """The start of the user turn, the same for every question on a database: the engine and the schema.
+    With the system message before it, it is the prompt prefix a backend may keep (see `shared_prefix`)."""
+    return f"Database engine: {dialect_display_name(dialect)}\n\nDatabase schema:\n{schema_text.strip()}"
+
+
 def user_message(
     schema_text: str,
     question: str,
@@ -74,10 +80,7 @@ def user_message(
     evidence: str | None = None,
 ) -> str:
     """The user turn: schema first (shared prefix), then value hints and evidence, the question last."""
-    parts = [
-        f"Database engine: {dialect_display_name(dialect)}",
-        f"Database schema:\n{schema_text.strip()}",
-    ]
+    parts = [schema_block(schema_text, dialect=dialect)]
     if value_hints and value_hints.strip():
         parts.append(f"Values in the database that match words of the question:\n{value_hints.strip()}")
     if evidence and evidence.strip():
