@@ -9,7 +9,12 @@ about 600 tokens), with max_tokens 128, it measures wall seconds of:
 - pipeline: the pipeline's pattern, greedy then ``complete(n=3, temperature=0.7)`` on the same prompt.
 
 Decode seconds are the wall seconds minus the prefill. Each figure is the best of --repeats runs (other work
-shares the two cores). Target: samples decode <= 1.6 x greedy decode; pipeline <= 2 x greedy.
+shares the two cores). Target: samples decode <= 1.6 x greedy decode; pipeline <= 2 x greedy. Also printed:
+prefill and greedy decode tokens/s, the llama.cpp build (its CPU features), and with prompt lookup on
+(``--option lookup_tokens=3``) the share of draft tokens taken.
+
+Builds compare with ``--llama-path DIR``: llama_cpp is imported from DIR, e.g. the portable wheel unpacked with
+``pip install --no-deps --target /tmp/llama-portable ~/.cache/sqlwright/wheels/portable-*/*.whl``.
 
     .venv/bin/python bench/sampling_speed.py [--models 0.5b,1.5b] [--repeats 3] [--label after]
         [--impl path/to/llamacpp.py] [--option min_batch=2]
@@ -84,13 +89,17 @@ def measure(llm: Any, msgs: list[dict[str, str]], repeats: int, max_tokens: int,
     def keep(name: str, seconds: float) -> None:
         best[name] = min(seconds, best.get(name, float("inf")))
 
+    drafts = [0, 0]
     for r in range(repeats):
         llm.reset_cache()
         seconds, _ = timed(llm.complete, msgs, n=1, temperature=0.0, max_tokens=1)
         keep("prefill", seconds)
+        keep("prefill_only", llm.last_prefill_seconds)
         llm.reset_cache()
         seconds, greedy = timed(llm.complete, msgs, n=1, temperature=0.0, max_tokens=max_tokens)
         keep("greedy", seconds)
+        keep("greedy_decode", llm.last_decode_seconds)
+        drafts = [llm.last_draft_accepted, llm.last_draft_tokens]
         llm.reset_cache()
         seconds, samples = timed(llm.complete, msgs, n=n, temperature=temperature,
                                    max_tokens=max_tokens, seed=r)
@@ -116,6 +125,9 @@ def measure(llm: Any, msgs: list[dict[str, str]], repeats: int, max_tokens: int,
         "decode_seconds": {k: round(best[k] - prefill, 3) for k in ("greedy", "samples")},
         "completion_tokens": tokens,
     }
+    out["prefill_tokens_per_s"] = round(greedy[0].prompt_tokens / best["prefill_only"], 1)
+    out["decode_tokens_per_s"] = round(greedy[0].completion_tokens / best["greedy_decode"], 1)
+    out["drafts_taken"] = drafts
     out["samples_over_greedy_decode"] = round((best["samples"] - prefill) / max(best["greedy"] - prefill, 1e-9), 2)
     out["samples_over_greedy_wall"] = round(best["samples"] / best["greedy"], 2)
     out["pipeline_over_greedy_wall"] = round(best["pipeline"] / best["greedy"], 2)
@@ -142,12 +154,19 @@ def main() -> int:
     parser.add_argument("--impl", default=None, help="module file to load EmbeddedLLM from (default: the package)")
     parser.add_argument("--option", action="append", default=[], help="extra EmbeddedLLM keyword, key=value")
     parser.add_argument("--label", default="after")
+    parser.add_argument("--llama-path", default=None, help="directory to import llama_cpp from (another build)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
 
     if not (data_dir() / "database" / DB_ID).is_dir():
         print(f"Spider data not found under {data_dir()}", file=sys.stderr)
         return 2
+    if args.llama_path:
+        sys.path.insert(0, args.llama_path)
+    import llama_cpp
+
+    build = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    print(f"llama_cpp from {Path(llama_cpp.__file__).parent}: {build}", flush=True)
     embedded = load_impl(args.impl)
     options = dict(parse_option(o) for o in args.option)
     msgs = messages()
@@ -165,10 +184,13 @@ def main() -> int:
             llm.close()
         figures["load_average_before"] = [float(x) for x in load]
         figures["options"] = options
+        figures["build"] = build
         wall = figures["wall_seconds"]
         print(f"  prompt {figures['prompt_tokens']} tokens; best of {args.repeats}: prefill {wall['prefill']:.2f}s, "
               f"greedy {wall['greedy']:.2f}s, n={args.n} samples {wall['samples']:.2f}s, "
               f"greedy + {args.n - 1} samples {wall['pipeline']:.2f}s")
+        print(f"  prefill {figures['prefill_tokens_per_s']} tokens/s, greedy decode {figures['decode_tokens_per_s']} "
+              f"tokens/s, drafts taken {figures['drafts_taken'][0]} of {figures['drafts_taken'][1]}")
         print(f"  samples/greedy after the prefill {figures['samples_over_greedy_decode']}x "
               f"(target <= 1.6); pipeline/greedy {figures['pipeline_over_greedy_wall']}x (target <= 2)", flush=True)
         results.setdefault(name, {})[args.label] = figures

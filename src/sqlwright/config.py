@@ -44,6 +44,11 @@ class Settings(BaseModel):
         "+ schema, per model and database) under cache_dir/prompt-cache, so that a new process skips their "
         "prefill; least recently used states go first; 0 turns the cache off.",
     )
+    prompt_lookup_tokens: int = Field(
+        0, ge=0, le=16, description="Prompt-lookup decoding in the embedded model: draft tokens copied from "
+        "the prompt after a matching n-gram and checked in the same batch (0: off; off by default because on "
+        "2 CPU cores a batch costs more than the drafts it saves, see docs/benchmarks.md).",
+    )
     max_question_chars: int = Field(
         4000, gt=0, description="Longest question (and evidence) accepted, in characters; a longer one is "
         "refused before any model work (the longest Spider, BIRD and SQL-Eval questions are under 1,000).",

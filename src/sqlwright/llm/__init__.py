@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 # Embedded models loaded in this process, shared by every Engine that asks for the same file and context.
-_loaded: dict[tuple[Path, int, int | None], EmbeddedLLM] = {}
+_loaded: dict[tuple[Path, int, int | None, int], EmbeddedLLM] = {}
 _loaded_lock = threading.Lock()
 
 
@@ -102,14 +102,14 @@ def load_llm(model: str | None = None, settings: Settings | None = None) -> LLM:
             connect_timeout=settings.connect_timeout,
         )
     path = model_path(name, settings.cache_dir).resolve()
-    key = (path, settings.n_ctx, settings.threads)
+    key = (path, settings.n_ctx, settings.threads, settings.prompt_lookup_tokens)
     with _loaded_lock:
         llm = _loaded.get(key)
         if llm is None:
             from sqlwright.llm.llamacpp import EmbeddedLLM
 
             llm = EmbeddedLLM(path, n_ctx=settings.n_ctx, n_threads=settings.threads,
-                              prompt_cache=prompt_cache(settings))
+                              lookup_tokens=settings.prompt_lookup_tokens, prompt_cache=prompt_cache(settings))
             _loaded[key] = llm
         return llm
 
