@@ -26,18 +26,21 @@ import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "eval"))  # the stub server and the concert database of the tests
 
-from remote_stub import StubModelServer, build_concert_db, concert_questions, stub_answers  # noqa: E402
+from remote_stub import (  # noqa: E402
+    StubModelServer,
+    build_concert_db,
+    concert_questions,
+    running_llama_server,
+    stub_answers,
+)
 
 from sqlwright.eval.datasets import load_dataset  # noqa: E402
 from sqlwright.eval.predictors import PipelinePredictor  # noqa: E402
@@ -114,28 +117,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_llama_server(model_file: Path, log_path: Path, n_ctx: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            ["nice", "-n", "10", sys.executable, "-m", "llama_cpp.server", "--model", str(model_file),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "false"],
-            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"llama_cpp.server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not answer within 300 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=48, help="questions against the stub")
@@ -176,19 +157,15 @@ def main() -> None:
 
             model_file = model_path(args.model, load_settings().cache_dir)
             data, _ = dataset_file(folder, args.llama_questions)
-            proc, url = start_llama_server(model_file, folder / "llama-server.log", 4096)
             try:
-                # Requests wait in the server's queue: the deadline covers N requests' generation.
-                # Warmed up on the very questions: on this machine the first pass over a question set took
-                # twice as long as the next ones whatever the concurrency (35.8 s, then 17.1 s, at N = 1).
-                rows = measure("llama", data, data, args.model, url, folder, levels, args.workers, 600,
-                               args.repeat)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                with running_llama_server(model_file, folder / "llama-server.log", nice=10, wait=300) as url:
+                    # Requests wait in the server's queue: the deadline covers N requests' generation.
+                    # Warmed up on the very questions: on this machine the first pass over a question set took
+                    # twice as long as the next ones whatever the concurrency (35.8 s, then 17.1 s, at N = 1).
+                    rows = measure("llama", data, data, args.model, url, folder, levels, args.workers, 600,
+                                   args.repeat)
+            except RuntimeError as exc:
+                raise SystemExit(str(exc)) from exc
             summary["llama_cpp_server"] = {
                 "model": args.model, "llama_cpp_python": llama_cpp.__version__, "nice": 10, "n_ctx": 4096,
                 "parallel_slots": "none: llama_cpp.server 0.3.x serves one completion at a time (no n_parallel "

@@ -14,14 +14,21 @@ get HTTP 429 with the given Retry-After header.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import httpx
 
 _QUESTION = re.compile(r"Question:\n(.+?)\s*$", re.S)
 
@@ -208,3 +215,40 @@ def stub_answers(questions: list[dict], wrong_every: int = 4) -> dict[str, str]:
         wrong = wrong_every and i % wrong_every == wrong_every - 1
         answers[q["question"]] = sql.replace(" = ", " <> ", 1).replace("avg(", "min(") if wrong else sql
     return answers
+
+
+@contextlib.contextmanager
+def running_llama_server(model_file: Path, log_path: Path, *, n_ctx: int = 4096, nice: int = 0,
+                         wait: float = 180.0) -> Iterator[str]:
+    """`python -m llama_cpp.server` for `model_file` on a free loopback port: yields its /v1 base URL once
+    GET /v1/models answers (RuntimeError if it exits or does not answer within `wait` seconds), and stops it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_file), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "false"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(["nice", "-n", str(nice), *command] if nice else command,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not answer /v1/models within {wait:g} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
