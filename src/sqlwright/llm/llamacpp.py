@@ -8,8 +8,8 @@ unified KV cache this tags the same cells with one more sequence id, no copy). A
 most steps leave one candidate after min-p, so samples run together for long stretches. Each step evaluates
 the new nodes of all samples: one ``llama_decode`` for the whole step when there are at least ``min_batch``
 of them, else one call per node. (Where decoding is bound by memory bandwidth a batch of n tokens costs about
-one; with this llama.cpp build on the 2-core AVX2 machine it costs 2.5-3x one for n = 2-4, so small steps go
-one by one: see DEFAULT_MIN_BATCH and bench/results/sampling_speed.json.)
+one; on the 2-core machine a batch of 2 costs ~1.4x one token, of 4 ~1.5x: see DEFAULT_MIN_BATCH and
+bench/results/sampling_speed.json.)
 
 ``Llama``'s own context cannot hold several sequences (its constructor has no ``n_seq_max``/``kv_unified``
 and drops unknown keyword arguments), so the ``Llama`` object only supplies the weights, tokenizer and
@@ -71,10 +71,12 @@ _MIN_P_WINDOW = math.log(_MIN_P)
 
 _PROMPT_BATCH = 512  # prompt tokens per llama_decode call (and the context's n_batch/n_ubatch)
 DEFAULT_MAX_PARALLEL = 8  # sequences decoded together; more samples run in rounds sharing the prefill
-# Fewest new tokens a step evaluates as one batch. Measured on the 2-core AVX2 box (ms per llama_decode, 2
-# threads): 0.5B 19.5 for 1 token, 49 / 69 / 61 / 76 for 2 / 3 / 4 / 8; 1.5B 30, then 58 / 78 / 94 / 190.
-# Below four, one call per token is as fast or faster; from four on, the batch wins.
-DEFAULT_MIN_BATCH = 4
+# Fewest new tokens a step evaluates as one batch. Measured with 2 threads (ms per llama_decode, 1.5B): the
+# portable AVX2 build on an earlier day 30 for 1 token, 58 / 78 / 94 for 2 / 3 / 4 (one call per token as fast);
+# the native build (AVX-512, VNNI) on 2026-12-01 85 for 1, 118 / 146 / 126 for 2 / 3 / 4. A batch of 2 now
+# wins: greedy + 3 samples decoded 15 % (1.5B) to 42 % (0.5B) faster than with 4 (bench/sampling_speed.py,
+# labels native-build and native-min-batch-2).
+DEFAULT_MIN_BATCH = 2
 # Prompt lookup (see `_lookup_draft`): draft tokens evaluated with each new token, and the longest n-gram matched.
 DEFAULT_LOOKUP_TOKENS = 0
 DEFAULT_LOOKUP_NGRAM = 3
