@@ -413,8 +413,11 @@ def test_ctrl_c_does_not_wait_for_requests_in_flight_and_resumes_elsewhere(stopp
     hang = {q["question"]: 60.0 for q in questions[8:]}
     with StubModelServer(stub_answers(questions), delay=0.05, slow=hang) as stub:
         with stderr.open("w") as err:
+            # faulthandler: should the run not stop, SIGABRT makes it print every thread's stack (seen once in
+            # a full-suite run and never again; the stacks say where it waited).
             proc = subprocess.Popen(_eval_command(data, stub.url, run_file), start_new_session=True,
-                                    stdout=subprocess.DEVNULL, stderr=err)
+                                    stdout=subprocess.DEVNULL, stderr=err,
+                                    env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         try:
             _stop_when(proc, run_file, 8, stderr)
             deadline = time.monotonic() + 10
@@ -424,7 +427,12 @@ def test_ctrl_c_does_not_wait_for_requests_in_flight_and_resumes_elsewhere(stopp
             time.sleep(0.2)  # eight requests hang in the server now
             started = time.monotonic()
             os.kill(proc.pid, signal.SIGINT)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGABRT)
+                proc.wait(timeout=10)
+                pytest.fail(f"the run did not stop within 30 s of SIGINT; its stacks:\n{stderr.read_text()[-6000:]}")
             took = time.monotonic() - started
         finally:
             left = _end_session(proc)

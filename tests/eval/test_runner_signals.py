@@ -25,8 +25,9 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="r
 
 N = 32  # questions: four chunks of eight, two per worker
 ROWS = 30
-# About 0.05 s of SQLite work per prediction (the gold is instant): a chunk of eight takes a moment.
-SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000) "
+# About 0.2 s of SQLite work per prediction (the gold is instant): a chunk of eight takes over a second, so a
+# signal sent after the first verdict lands mid-run even on a loaded machine (at 0.05 s it once came too late).
+SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
 
 
 def _sqlwright() -> list[str]:
