@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 from remote_stub import StubModelServer, build_concert_db, concert_questions, stub_answers
 from test_runner import _verdict_count  # tests/eval is on sys.path, as for conftest
-from test_runner_signals import _sqlwright, session_processes
+from test_runner_signals import _sqlwright, default_sigint, session_processes
 from typer.testing import CliRunner
 
 from sqlwright.errors import ConfigError, LLMRequestFailed
@@ -417,7 +417,7 @@ def test_ctrl_c_does_not_wait_for_requests_in_flight_and_resumes_elsewhere(stopp
             # a full-suite run and never again; the stacks say where it waited).
             proc = subprocess.Popen(_eval_command(data, stub.url, run_file), start_new_session=True,
                                     stdout=subprocess.DEVNULL, stderr=err,
-                                    env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                                    env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=default_sigint)
         try:
             _stop_when(proc, run_file, 8, stderr)
             deadline = time.monotonic() + 10
