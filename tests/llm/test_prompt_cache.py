@@ -248,3 +248,26 @@ def test_a_changed_database_is_never_answered_from_a_stale_state(test_model_name
         assert len(set(cache_dir.glob(f"*{SUFFIX}")) - before) == 2
     finally:
         clear_loaded_models()
+
+
+def test_a_gguf_sqlwright_did_not_assemble_is_hashed_once(tmp_path: Path, monkeypatch) -> None:
+    """The prompt cache's model identity needs the file's sha256: remembered beside the states, so a new
+    process does not read the whole file again, and computed again once the file changes."""
+    import hashlib
+
+    from sqlwright.llm import models
+
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(5000))
+    memo = tmp_path / "prompt-cache"
+    assert models.known_sha256(gguf, memo) == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert len(list(memo.glob("model-*.json"))) == 1
+
+    def no_read(path: Path) -> str:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(models, "file_sha256", no_read)
+    assert models.known_sha256(gguf, memo) == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    monkeypatch.undo()
+    gguf.write_bytes(b"GGUF" + bytes(6000))
+    assert models.known_sha256(gguf, memo) == hashlib.sha256(gguf.read_bytes()).hexdigest()

@@ -470,7 +470,8 @@ class EmbeddedLLM:
             if self._model_sha256 is None:
                 from sqlwright.llm.models import known_sha256
 
-                self._model_sha256 = known_sha256(self.model_path)
+                memo = self.prompt_cache.directory if self.prompt_cache is not None else None
+                self._model_sha256 = known_sha256(self.model_path, memo)
             system = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
             self._model_id = (f"model={self._model_sha256} llama_cpp={llama_cpp.__version__} "
                               f"{self._kv_layout} system=[{system}]")

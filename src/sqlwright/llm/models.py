@@ -206,17 +206,44 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def known_sha256(path: Path) -> str:
-    """The sha256 of the model file at `path`: the one recorded when it was assembled or verified, if the file
-    is unchanged since (same size and mtime), else computed now."""
+def _recorded_sha256(path: Path, marker: Path) -> str | None:
+    """The sha256 that `marker` records for `path`, if the file is unchanged since (same size and mtime)."""
     try:
         st = path.stat()
-        record = json.loads(_marker_path(path).read_text(encoding="utf-8"))
+        record = json.loads(marker.read_text(encoding="utf-8"))
         if record.get("size") == st.st_size and record.get("mtime_ns") == st.st_mtime_ns:
             return str(record["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    return file_sha256(path)
+    return None
+
+
+def known_sha256(path: Path, memo_dir: Path | None = None) -> str:
+    """The sha256 of the model file at `path`: the one recorded when it was assembled or verified, or (a file
+    sqlwright did not assemble) the one remembered under `memo_dir`, if the file is unchanged since; else
+    computed now, and remembered under `memo_dir` so that the next process need not read the file again."""
+    known = _recorded_sha256(path, _marker_path(path))
+    if known is not None:
+        return known
+    memo = None
+    if memo_dir is not None:
+        key = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        memo = memo_dir / f"model-{key}.json"
+        known = _recorded_sha256(path, memo)
+        if known is not None:
+            return known
+    digest = file_sha256(path)
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            st = path.stat()
+            temp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+            temp.write_text(json.dumps({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}),
+                            encoding="utf-8")
+            os.replace(temp, memo)
+        except OSError:
+            pass  # only a memo: the next process hashes the file again
+    return digest
 
 
 def _resolve_spec(name: str, registry: Mapping[str, ModelSpec]) -> ModelSpec:
