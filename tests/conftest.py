@@ -30,6 +30,17 @@ NUMS = 1000  # rows in `nums`: nums^4 is a cartesian product no engine finishes 
 LONG_TEXT = "a long note " * 20
 
 
+# --- isolation -----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory):
+    """No test reads or writes the user's own examples and notes: the state directory is a fresh one per
+    session unless SQLWRIGHT_STATE_DIR is set by the test itself."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SQLWRIGHT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    yield
+    patch.undo()
+
+
 # --- benchmark data ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

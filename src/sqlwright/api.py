@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlwright.config import Settings, load_settings
-from sqlwright.db import Database, Result, Schema, open_database
+from sqlwright.db import Database, Result, Schema, database_key, open_database, schema_fingerprint
+from sqlwright.errors import ExampleRejected, QueryFailed, QueryRefused, StateStoreError
 from sqlwright.llm import LLM, load_llm
 from sqlwright.pipeline import Answer, AskOptions, Engine
 from sqlwright.pipeline.ask import checked_question, require_tables
 from sqlwright.sample import SAMPLE_NAME, sample_database_path
+from sqlwright.store import Note, StateStore, StoredExample, open_state_store
+
+log = logging.getLogger(__name__)
 
 
 def resolve_url(url: str | Path, settings: Settings) -> str:
@@ -29,13 +34,14 @@ class Connection:
         self._llm = llm
         self._options = options
         self._engine: Engine | None = None
+        self._store: StateStore | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             llm = self._llm or load_llm(self.settings.model, self.settings)
             self._engine = Engine(llm, self._options, cache_dir=self.settings.cache_dir,
-                                  max_question_chars=self.settings.max_question_chars)
+                                  max_question_chars=self.settings.max_question_chars, store=self._examples_store())
         return self._engine
 
     def ask(self, question: str, *, evidence: str | None = None, **options: object) -> Answer:
@@ -52,7 +58,69 @@ class Connection:
     def schema(self) -> Schema:
         return self.database.schema()
 
+    # --- what sqlwright remembers about this database: examples and notes ----------------------------
+    @property
+    def store(self) -> StateStore:
+        """The state store (settings.state_dir), opened on first use and closed with the connection."""
+        if self._store is None:
+            self._store = open_state_store(self.settings)
+        return self._store
+
+    def _examples_store(self) -> StateStore | None:
+        """The store for `ask`'s demonstrations: a state directory that cannot be opened costs the examples,
+        never the answer (a warning says why)."""
+        try:
+            return self.store
+        except StateStoreError as exc:
+            log.warning("answering without stored examples: %s", exc)
+            return None
+
+    def identity(self) -> tuple[str, str]:
+        """(database key, schema fingerprint): what examples and notes are stored under."""
+        return database_key(self.database), schema_fingerprint(self.database.schema())
+
+    def check_example_sql(self, sql: str) -> Result:
+        """Run an example's SQL as `sql` does (guard, timeout, row cap); ExampleRejected with the reason
+        when the guard refuses it or it fails or times out."""
+        if not isinstance(sql, str) or not sql.strip():
+            raise ExampleRejected("the SQL is empty")
+        try:
+            return self.sql(sql.strip())
+        except QueryRefused as exc:
+            raise ExampleRejected(f"the SQL is refused: {exc}") from exc
+        except QueryFailed as exc:  # a database error or a timeout
+            raise ExampleRejected(f"the SQL does not run: {exc}") from exc
+
+    def teach(self, question: str, sql: str, *, source: str = "taught", verified: bool = True,
+              provenance: dict | None = None, created: float | None = None) -> StoredExample:
+        """Store `question` with the `sql` that answers it, as an example for this database (`ask` shows the
+        nearest ones to the model). The SQL must pass the guard and run (ExampleRejected otherwise); the
+        same pair again returns the stored example (see StateStore.add_example)."""
+        question, _ = checked_question(question, None, self.settings.max_question_chars)
+        self.check_example_sql(sql)
+        key, fingerprint = self.identity()
+        return self.store.add_example(key, fingerprint, question, sql, source=source, verified=verified,
+                                      provenance=provenance, created=created)
+
+    def examples(self) -> list[StoredExample]:
+        """The examples stored for this database, or for a database with the same schema, oldest first."""
+        key, fingerprint = self.identity()
+        return self.store.examples(key, schema_fingerprint=fingerprint)
+
+    def add_note(self, text: str) -> Note:
+        """Store a note (a business definition, an instruction) for this database."""
+        key, fingerprint = self.identity()
+        return self.store.add_note(key, fingerprint, text)
+
+    def notes(self) -> list[Note]:
+        """The notes stored for this database, or for a database with the same schema, oldest first."""
+        key, fingerprint = self.identity()
+        return self.store.notes(key, schema_fingerprint=fingerprint)
+
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         self.database.close()
 
     def __enter__(self) -> Connection:

@@ -23,6 +23,11 @@ def _default_cache_dir() -> Path:
     return Path(base) / "sqlwright"
 
 
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sqlwright"
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,6 +39,11 @@ class Settings(BaseModel):
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where assembled models, value indexes and built wheels are kept.",
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where sqlwright keeps what it learns and is taught: examples and notes per database "
+        "(state.db, SQLite). Default $XDG_STATE_HOME/sqlwright, else ~/.local/state/sqlwright.",
     )
     timeout: float = Field(10.0, gt=0, description="Wall-clock seconds allowed per SQL statement.")
     max_rows: int = Field(1000, gt=0, le=MAX_ROWS_LIMIT, description="Rows returned per statement; more are cut and flagged.")

@@ -100,6 +100,15 @@ class ModelNotServed(LLMRequestFailed, UserError):
     """The model server does not know the model name, or the URL is not its API root (HTTP 404)."""
 
 
+# --- sqlwright's own state (examples, notes) ------------------------------------------------------
+class StateStoreError(UserError):
+    """The state store cannot be opened or used: an unwritable or corrupt state directory or file."""
+
+
+class ExampleRejected(UserError):
+    """An example (question and SQL) was not stored: its SQL is refused by the guard or does not run."""
+
+
 # --- datasets and evaluation -----------------------------------------------------------------
 class DatasetError(UserError):
     """A dataset or predictions file is missing or malformed."""

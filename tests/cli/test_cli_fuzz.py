@@ -199,6 +199,7 @@ def runner_env(playground) -> dict[str, str]:
     return {
         "SQLWRIGHT_MODEL": "/nonexistent/model.gguf",
         "SQLWRIGHT_CACHE_DIR": str(playground / "cache"),
+        "SQLWRIGHT_STATE_DIR": str(playground / "state"),
         "SQLWRIGHT_BASE_URL": f"http://127.0.0.1:{CLOSED_PORT}/v1",
         "SQLWRIGHT_API_KEY": "fuzz",
         "SQLWRIGHT_REQUEST_TIMEOUT": "2",

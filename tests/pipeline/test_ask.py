@@ -13,7 +13,7 @@ from sqlwright.llm.base import Completion
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline import Answer, AskOptions, Candidate, Engine
 
-STAGES = {"schema", "values", "linking", "generate", "execute", "repair", "select", "total"}
+STAGES = {"schema", "values", "examples", "linking", "generate", "execute", "repair", "select", "total"}
 
 
 def fenced(sql: str) -> str:

@@ -44,6 +44,9 @@ ABSTAIN_BELOW = typer.Option(None, "--abstain-below", min=0, max=1,
                              help="Abstain when the vote's confidence is below this.")
 COT = typer.Option(False, "--cot", help="Ask the model to reason before the SQL.")
 GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (the baseline).")
+EXAMPLES = typer.Option(None, "--examples", min=0, max=32,
+                        help="Stored examples shown to the model, nearest the question first (0: none; "
+                        "default 3 for ask, 0 for eval). Add them with `sqlwright examples add` or `learn`.")
 # The model server's limits (openai:NAME models), for `ask` and `eval`; see request_timeout in config.py.
 REQUEST_TIMEOUT = typer.Option(None, "--request-timeout",
                                help="Seconds the model server has to finish one completion (default 120).")
@@ -55,14 +58,15 @@ BASE_URL = typer.Option(None, "--base-url",
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
                        abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False,
-                       repair_all: bool = False, all_candidates: bool = False) -> dict:
+                       repair_all: bool = False, all_candidates: bool = False,
+                       examples: int | None = None) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
     from sqlwright.pipeline import AskOptions
 
     base = AskOptions.greedy() if greedy else AskOptions()
     values = base.model_dump()
     for key, value in {"candidates": candidates, "repair_rounds": repair_rounds,
-                       "abstain_below": abstain_below}.items():
+                       "abstain_below": abstain_below, "examples": examples}.items():
         if value is not None:
             values[key] = value
     if no_linking:
@@ -105,6 +109,7 @@ def ask(
     abstain_below: float = ABSTAIN_BELOW,
     cot: bool = COT,
     greedy: bool = GREEDY,
+    examples: int = EXAMPLES,
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
     base_url: str = BASE_URL,
@@ -115,7 +120,7 @@ def ask(
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                                    no_values, repair_all, all_candidates))
+                                                    no_values, repair_all, all_candidates, examples))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows, base_url=base_url,
                   request_timeout=request_timeout, connect_timeout=connect_timeout) as conn:
         if fmt is not OutputFormat.json:
@@ -148,6 +153,15 @@ def _print_explain(answer) -> None:
         result = c.error if c.error else f"{len(c.rows or ())} rows"
         table.add_row(str(i), c.origin, "" if c.group is None else str(c.group), result, c.sql)
     err_console.print(table)
+    if answer.examples or answer.notes:
+        shown = Table(title="examples and notes shown to the model", show_lines=True)
+        for col in ("id", "kind", "similarity", "text"):
+            shown.add_column(col, overflow="fold")
+        for d in answer.examples:
+            shown.add_row(str(d.id), d.source, f"{d.similarity:.2f}", f"{d.question}\n{d.sql}")
+        for n in answer.notes:
+            shown.add_row(str(n.id), "note", f"{n.similarity:.2f}", n.text)
+        err_console.print(shown)
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in answer.timings.items())
     undrawn = f" ({answer.undrawn} not drawn: the vote was decided)" if answer.undrawn else ""
     err_console.print(Panel(f"confidence {answer.confidence:.2f}{undrawn} · tokens {answer.prompt_tokens} in / "

@@ -18,6 +18,7 @@ from sqlwright.cli.ask import (
     CANDIDATES,
     CONNECT_TIMEOUT,
     COT,
+    EXAMPLES,
     GREEDY,
     NO_LINKING,
     NO_VALUES,
@@ -83,8 +84,16 @@ def _build_predictor(predictions: Path | None, model: str | None, examples, pipe
     from sqlwright.pipeline.ask import AskOptions, Engine
 
     options = AskOptions(**pipeline)
-    engine = Engine(load_llm(model, load_settings(**(llm_settings or {}))), options)
-    return PipelinePredictor(engine), {"model": model, "pipeline": options.model_dump()}
+    settings = load_settings(**(llm_settings or {}))
+    identity: dict = {"model": model, "pipeline": options.model_dump()}
+    store = None
+    if options.examples or options.notes:
+        from sqlwright.store import open_state_store
+
+        store = open_state_store(settings)
+        identity["state_dir"] = str(settings.state_dir)
+    engine = Engine(load_llm(model, settings), options, store=store)
+    return PipelinePredictor(engine), identity
 
 
 def print_summary(summary) -> None:
@@ -142,6 +151,7 @@ def _make_command(kind: str):
         abstain_below: float = ABSTAIN_BELOW,
         cot: bool = COT,
         greedy: bool = GREEDY,
+        examples_k: int = EXAMPLES,
         base_url: str = BASE_URL,
         concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, max=256, help=CONCURRENCY_HELP),
         request_timeout: float = REQUEST_TIMEOUT,
@@ -165,8 +175,12 @@ def _make_command(kind: str):
                    else "predictions read from a file are not asked for")
             raise ConfigError(f"--concurrency {concurrency} is for a model behind a server (--model openai:NAME "
                               f"--base-url URL); {why}")
+        # An evaluation shows stored examples only when asked to (--examples K): its figures must not depend
+        # on what happens to be in the state directory.
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                      no_values, repair_all, all_candidates)
+                                      no_values, repair_all, all_candidates, examples_k or 0)
+        if not examples_k:
+            pipeline["notes"] = 0
         strict = {"strict": True} if sqleval_strict else {}  # the rule's name goes into the run's configuration
         with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root, **strict) as dataset:
             examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)

@@ -20,6 +20,7 @@ from sqlwright.db.backend import mask_url, one_line
 from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, MAX_ROWS_LIMIT, Database
 from sqlwright.db.dialects import Dialect, dialect_for_suffix, dialect_names, get_dialect
 from sqlwright.db.guard import check_sql, split_statements
+from sqlwright.db.identity import database_key, schema_fingerprint
 from sqlwright.db.render import render_ddl, render_schema
 from sqlwright.db.result import Result
 from sqlwright.db.schema import Column, ForeignKey, Schema, Table
@@ -36,11 +37,13 @@ __all__ = [
     "Schema",
     "Table",
     "check_sql",
+    "database_key",
     "dialect_names",
     "get_dialect",
     "open_database",
     "render_ddl",
     "render_schema",
+    "schema_fingerprint",
     "split_statements",
 ]
 

@@ -181,5 +181,5 @@ def _sibling_engine(engine: Any) -> Any:
 
     if not isinstance(engine, Engine):
         return engine
-    return Engine(engine.llm, engine.options, cache_dir=engine.cache_dir,
+    return Engine(engine.llm, engine.options, cache_dir=engine.cache_dir, store=engine.store,
                   max_question_chars=engine.max_question_chars)

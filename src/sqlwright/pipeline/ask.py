@@ -26,6 +26,16 @@ from sqlwright.errors import ConfigError, EmptyDatabase, InvalidQuestion, Sqlwri
 from sqlwright.llm.base import LLM
 from sqlwright.pipeline.abstain import abstention_reason
 from sqlwright.pipeline.draw import draw_candidates
+from sqlwright.pipeline.embeddings import load_default_embedder
+from sqlwright.pipeline.examples import (
+    Demonstration,
+    ExampleStore,
+    NoteHint,
+    nearest_examples,
+    nearest_notes,
+    render_demonstrations,
+    render_notes,
+)
 from sqlwright.pipeline.execute import Executor
 from sqlwright.pipeline.generate import Usage
 from sqlwright.pipeline.linking import link_schema
@@ -40,6 +50,7 @@ log = logging.getLogger(__name__)
 PLAIN_MAX_TOKENS = 512  # a plain reply is one SQL block; long enough for big joins
 COT_MAX_TOKENS = 1280  # reasoning first, then the SQL
 _SCHEMA_CACHE_SIZE = 32  # databases whose schema rendering an Engine keeps
+NOTES_BUDGET_TOKENS = 400  # prompt tokens the notes may take
 
 
 class AskOptions(BaseModel):
@@ -69,6 +80,11 @@ class AskOptions(BaseModel):
     max_rows: int | None = Field(None, gt=0, le=MAX_ROWS_LIMIT, description="Rows per statement (default: the database's).")
     seed: int | None = Field(0, description="Sampling seed, for reproducible runs (None: random).")
     schema_budget_tokens: int = Field(3000, gt=0, description="Prompt tokens the schema may take before linking.")
+    examples: int = Field(3, ge=0, le=32, description="Stored examples (taught, or learned and verified) shown "
+                          "to the model: the ones whose questions are nearest this one (0: none).")
+    examples_budget_tokens: int = Field(800, gt=0, description="Prompt tokens the examples may take.")
+    notes: int = Field(5, ge=0, le=32, description="Stored notes (business definitions) shown to the model: "
+                       "the ones nearest the question (0: none).")
 
     @classmethod
     def greedy(cls, **overrides: object) -> AskOptions:
@@ -115,6 +131,7 @@ class _DatabaseContext:
     text: str  # the full schema rendering
     tokens: int  # its length in the model's tokens
     values: ValueIndex | None = None
+    identity: tuple[str, str] | None = None  # (database key, schema fingerprint) for the examples store
 
 
 class Engine:
@@ -122,9 +139,10 @@ class Engine:
     so that repeated questions pay introspection once. Use from one thread at a time."""
 
     def __init__(self, llm: LLM, options: AskOptions | None = None, *, cache_dir: Path | None = None,
-                 max_question_chars: int | None = None) -> None:
+                 max_question_chars: int | None = None, store: ExampleStore | None = None) -> None:
         self.llm = llm
         self.options = options or AskOptions()
+        self.store = store  # where taught and learned examples and notes are kept (None: none shown)
         self._cache_dir = cache_dir
         self._max_question_chars = max_question_chars
         self._contexts: OrderedDict[tuple[str, str], _DatabaseContext] = OrderedDict()
@@ -182,6 +200,32 @@ class Engine:
                 return None
         return context.values
 
+    def identity(self, db: Database) -> tuple[str, str]:
+        """(database key, schema fingerprint) of `db`: what the examples store files its examples under."""
+        context = self._context(db)
+        if context.identity is None:
+            from sqlwright.db.identity import database_key, schema_fingerprint
+
+            context.identity = (database_key(db), schema_fingerprint(context.schema))
+        return context.identity
+
+    def _demonstrations(self, db: Database, question: str,
+                        opts: AskOptions) -> tuple[list[Demonstration], list[NoteHint]]:
+        """The stored examples and notes to show for `question` (none without a store)."""
+        if self.store is None or (opts.examples <= 0 and opts.notes <= 0):
+            return [], []
+        key, fingerprint = self.identity(db)
+        stored = self.store.examples(key, schema_fingerprint=fingerprint) if opts.examples > 0 else []
+        notes = self.store.notes(key, schema_fingerprint=fingerprint) if opts.notes > 0 else []
+        if not stored and not notes:
+            return [], []  # nothing stored: the embedding model is not even loaded
+        embedder = load_default_embedder(self.cache_dir)
+        demos = nearest_examples(question, stored, k=opts.examples, embedder=embedder,
+                                 budget_tokens=opts.examples_budget_tokens, count_tokens=self.llm.count_tokens)
+        hints = nearest_notes(question, notes, k=opts.notes, embedder=embedder,
+                              budget_tokens=NOTES_BUDGET_TOKENS, count_tokens=self.llm.count_tokens)
+        return demos, hints
+
     def ask(self, db: Database, question: str, *, evidence: str | None = None, **overrides: object) -> Answer:
         """Answer `question` about `db`. `overrides` replace fields of the engine's AskOptions."""
         question, evidence = checked_question(question, evidence, self.max_question_chars)
@@ -207,6 +251,9 @@ class Engine:
                 hints = render_value_hints(matches, schema=context.schema) or None
         t = lap("values", t)
 
+        demos, notes = self._demonstrations(db, question, opts)
+        t = lap("examples", t)
+
         schema_text = context.text
         shared_prefix: str | None = schema_block(schema_text, dialect=db.dialect)
         if opts.linking and context.tokens > opts.schema_budget_tokens:
@@ -220,7 +267,8 @@ class Engine:
         t = lap("linking", t)
 
         messages = build_messages(schema_text, question, dialect=db.dialect, value_hints=hints,
-                                  evidence=evidence, cot=opts.cot)
+                                  evidence=evidence, cot=opts.cot, examples=render_demonstrations(demos),
+                                  notes=render_notes(notes))
         usage = Usage()
         executor = Executor(db, timeout=opts.timeout, max_rows=opts.max_rows)
         pool, undrawn = draw_candidates(self.llm, executor, messages, question=question, n=opts.candidates,
@@ -247,7 +295,8 @@ class Engine:
         chosen = selection.chosen
         common = {"question": question, "confidence": selection.confidence, "candidates": selection.candidates,
                   "timings": timings, "prompt_tokens": usage.prompt_tokens,
-                  "completion_tokens": usage.completion_tokens, "undrawn": undrawn}
+                  "completion_tokens": usage.completion_tokens, "undrawn": undrawn,
+                  "examples": tuple(demos), "notes": tuple(notes)}
         if reason is not None or chosen is None:
             log.info("abstained on %r: %s", question, reason)
             return Answer(sql=None, abstained=True, reason=reason, **common)

@@ -78,9 +78,16 @@ def user_message(
     dialect: str,
     value_hints: str | None = None,
     evidence: str | None = None,
+    examples: str | None = None,
+    notes: str | None = None,
 ) -> str:
-    """The user turn: schema first (shared prefix), then value hints and evidence, the question last."""
+    """The user turn: schema first (shared prefix), then solved examples, notes, value hints and evidence,
+    the question last. `examples` and `notes` are rendered blocks (pipeline/examples.py)."""
     parts = [schema_block(schema_text, dialect=dialect)]
+    if examples and examples.strip():
+        parts.append(f"Examples of questions about this database and SQL that answers them:\n{examples.strip()}")
+    if notes and notes.strip():
+        parts.append(f"Notes from the people who use this database:\n{notes.strip()}")
     if value_hints and value_hints.strip():
         parts.append(f"Values in the database that match words of the question:\n{value_hints.strip()}")
     if evidence and evidence.strip():
@@ -97,12 +104,14 @@ def build_messages(
     value_hints: str | None = None,
     evidence: str | None = None,
     cot: bool = False,
+    examples: str | None = None,
+    notes: str | None = None,
 ) -> list[Message]:
     """The chat messages asking for the SQL that answers `question` over `schema_text`."""
     return [
         {"role": "system", "content": system_message(dialect, cot=cot)},
-        {"role": "user", "content": user_message(schema_text, question, dialect=dialect,
-                                                 value_hints=value_hints, evidence=evidence)},
+        {"role": "user", "content": user_message(schema_text, question, dialect=dialect, value_hints=value_hints,
+                                                 evidence=evidence, examples=examples, notes=notes)},
     ]
 
 

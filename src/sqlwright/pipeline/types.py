@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlwright.pipeline.examples import Demonstration, NoteHint
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     undrawn: int = 0  # candidates not drawn because the vote was already decided (pipeline/draw.py)
+    examples: tuple[Demonstration, ...] = ()  # stored examples shown to the model (pipeline/examples.py)
+    notes: tuple[NoteHint, ...] = ()  # stored notes shown to the model
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +62,8 @@ class Answer:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "undrawn": self.undrawn,
+            "examples": [d.to_dict() for d in self.examples],
+            "notes": [n.to_dict() for n in self.notes],
             "candidates": [
                 {
                     "sql": c.sql,
