@@ -41,6 +41,21 @@ def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory):
     patch.undo()
 
 
+# --- the real model ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def real_llm():
+    """The embedded model the tests marked `model` use (SQLWRIGHT_TEST_MODEL, default the 0.5B), loaded once
+    per session; skips when llama-cpp-python or the model is not installed."""
+    pytest.importorskip("llama_cpp")
+    from sqlwright.errors import ModelMissing
+    from sqlwright.llm import load_llm
+
+    try:
+        return load_llm(os.environ.get("SQLWRIGHT_TEST_MODEL", "qwen2.5-coder-0.5b"))
+    except ModelMissing as exc:
+        pytest.skip(f"model not installed: {exc}")
+
+
 # --- benchmark data ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

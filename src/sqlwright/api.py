@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlwright.config import Settings, load_settings
 from sqlwright.db import Database, Result, Schema, database_key, open_database, schema_fingerprint
-from sqlwright.errors import ExampleRejected, QueryFailed, QueryRefused, StateStoreError
+from sqlwright.errors import ConfigError, ExampleRejected, QueryFailed, QueryRefused, StateStoreError
 from sqlwright.llm import LLM, load_llm
 from sqlwright.pipeline import Answer, AskOptions, Engine
 from sqlwright.pipeline.ask import checked_question, require_tables
 from sqlwright.sample import SAMPLE_NAME, sample_database_path
 from sqlwright.store import Note, StateStore, StoredExample, open_state_store
+
+if TYPE_CHECKING:
+    from sqlwright.synth.learn import LearnReport
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,21 @@ class Connection:
         """The notes stored for this database, or for a database with the same schema, oldest first."""
         key, fingerprint = self.identity()
         return self.store.notes(key, schema_fingerprint=fingerprint)
+
+    def learn(self, pairs: int = 20, *, seed: int = 0, work: Path | None = None,
+              progress: Callable | None = None) -> LearnReport:
+        """Synthesize `pairs` verified question–SQL pairs for this database with the model (OmniSQL-style:
+        SQL by complexity, a question in a style, verified by asking it back) and store them as examples.
+        Resumable: the work file (default: under cache_dir/learn) keeps every step."""
+        from sqlwright.synth.learn import default_work_file, learn
+
+        if pairs < 1:
+            raise ConfigError(f"pairs must be at least 1, not {pairs}")
+        require_tables(self.database.schema(), self.database.url)
+        key, fingerprint = self.identity()
+        work = Path(work) if work is not None else default_work_file(self.settings.cache_dir, key)
+        return learn(self.database, self.engine.llm, self.store, database_key=key, schema_fingerprint=fingerprint,
+                     pairs=pairs, work=work, seed=seed, progress=progress)
 
     def close(self) -> None:
         if self._store is not None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from sqlwright.db import open_database
-from sqlwright.errors import ModelMissing
 from sqlwright.pipeline import AskOptions, Candidate, Engine
 from sqlwright.pipeline.select import result_key
 
@@ -22,19 +20,6 @@ QUESTIONS = [
     ("What is the average, minimum, and maximum age of all singers from France?",
      "SELECT avg(age), min(age), max(age) FROM singer WHERE country = 'France'"),
 ]
-
-
-@pytest.fixture(scope="module")
-def real_llm():
-    try:
-        from sqlwright.llm import load_llm
-    except ImportError as exc:
-        pytest.skip(f"sqlwright.llm.load_llm is not importable yet: {exc}")
-    pytest.importorskip("llama_cpp")
-    try:
-        return load_llm(os.environ.get("SQLWRIGHT_TEST_MODEL", "qwen2.5-coder-0.5b"))
-    except ModelMissing as exc:
-        pytest.skip(f"model not installed: {exc}")
 
 
 def test_ask_concert_singer_with_the_real_model(real_llm, spider_db, tmp_path: Path) -> None:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import sqlwright
-from sqlwright.errors import ModelMissing
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def real_llm():
-    pytest.importorskip("llama_cpp")
-    from sqlwright.llm import load_llm
-
-    try:
-        return load_llm(os.environ.get("SQLWRIGHT_TEST_MODEL", "qwen2.5-coder-0.5b"))
-    except ModelMissing as exc:
-        pytest.skip(f"model not installed: {exc}")
 
 
 def test_a_taught_example_is_retrieved_and_followed(real_llm, tmp_path) -> None:

@@ -4,14 +4,13 @@ the real model's SQL about such a table runs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from quoted_names import DIALECTS, ROWS, TOTAL_UNIT_PRICE, opened_quoted_database
 from sqlwright.db.schema import Column, Schema, Table
-from sqlwright.errors import DatabaseError, ModelMissing
+from sqlwright.errors import DatabaseError
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline import AskOptions, Engine
 from sqlwright.pipeline.bare_names import quote_bare_names
@@ -133,17 +132,6 @@ def test_a_failing_query_with_bare_names_runs_quoted(quoted_db, tmp_path: Path) 
 
 
 # --- the real model ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def real_llm():
-    pytest.importorskip("llama_cpp")
-    from sqlwright.llm import load_llm
-
-    try:
-        return load_llm(os.environ.get("SQLWRIGHT_TEST_MODEL", "qwen2.5-coder-0.5b"))
-    except ModelMissing as exc:
-        pytest.skip(f"model not installed: {exc}")
-
-
 QUESTIONS = {  # one question per dialect: each costs the model a few seconds
     "sqlite": ("How many order details are there?", ROWS),
     "postgres": ("What is the total Unit Price of all order details?", TOTAL_UNIT_PRICE),

@@ -1,4 +1,4 @@
-"""The command line: `sqlwright ask|sql|schema|models|eval|examples|notes`. One module per command group."""
+"""The command line: `sqlwright ask|sql|schema|models|eval|examples|notes|learn|synth`. One module per command group."""
 
 import sys
 
@@ -12,7 +12,9 @@ except ImportError:  # pragma: no cover
 from sqlwright.cli import ask as _ask  # noqa: F401  (registers commands)
 from sqlwright.cli import eval as _eval  # noqa: F401
 from sqlwright.cli import examples as _examples  # noqa: F401
+from sqlwright.cli import learn as _learn  # noqa: F401
 from sqlwright.cli import models as _models  # noqa: F401
+from sqlwright.cli import synth as _synth  # noqa: F401
 from sqlwright.cli.app import app, err_console, print_error
 
 

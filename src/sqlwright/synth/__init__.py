@@ -1,0 +1,1 @@
+"""Synthesis of training data: databases, SQL, questions, verification, chain of thought (one module per stage)."""
