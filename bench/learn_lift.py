@@ -16,7 +16,7 @@ then compare an evaluation with and without the examples, question by question.
     .venv/bin/python bench/learn_lift.py compare /tmp/sqleval-default.sqlite /tmp/sqleval-examples.sqlite \
         --label sqleval-postgres-1.5b
 
-The learned pairs are exported to bench/results/learned-<kind>-<model>.jsonl (small; `sqlwright examples
+The learned pairs are exported beside the work files (learned-<kind>-<model>.jsonl; `sqlwright examples
 import` loads them), the figures to bench/results/learn_lift.json.
 """
 
@@ -97,12 +97,12 @@ def _export(args, work_dir: Path, names: list[str], per_db: dict[str, dict]) -> 
     for name in names:
         with open_work_file(work_dir / f"{name}.sqlite") as wf:
             pairs += [p.to_json() | {"db_id": name} for p in work_pairs(wf)]
-    out = RESULTS / f"learned-{args.kind}-{args.model}.jsonl"
+    out = work_dir / f"learned-{args.kind}-{args.model}.jsonl"  # run data: next to the work files, not committed
     out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     totals = _yield(per_db)
     print(json.dumps(totals), flush=True)
     _save(f"learn-{args.kind}-{args.model}", {
-        "per_database": per_db, "totals": totals, "exported": str(out.relative_to(ROOT)),
+        "per_database": per_db, "totals": totals, "exported": str(out),
         "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]])})
 
 
