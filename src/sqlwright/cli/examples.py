@@ -74,13 +74,17 @@ def add(
     with _connect(db, timeout=timeout, max_rows=max_rows) as conn:
         known = {e.id for e in conn.examples()}
         example = conn.teach(question, sql)
+    _report_stored("example", example, known, fmt)
+
+
+def _report_stored(kind: str, item, known: set[int], fmt: OutputFormat) -> None:
+    """What `add` stored: the item as JSON (with "new"), or one line saying whether it was already there."""
     if fmt is OutputFormat.json:
-        print_json({**example.to_dict(), "new": example.id not in known})
-        return
-    if example.id in known:
-        console.print(f"already stored as example {example.id}", markup=False, highlight=False)
+        print_json({**item.to_dict(), "new": item.id not in known})
+    elif item.id in known:
+        console.print(f"already stored as {kind} {item.id}", markup=False, highlight=False)
     else:
-        console.print(f"stored example {example.id}", markup=False, highlight=False)
+        console.print(f"stored {kind} {item.id}", markup=False, highlight=False)
 
 
 @examples_app.command("list")
@@ -311,12 +315,7 @@ def add_note(
     with _connect(db) as conn:
         known = {n.id for n in conn.notes()}
         note = conn.add_note(text)
-    if fmt is OutputFormat.json:
-        print_json({**note.to_dict(), "new": note.id not in known})
-    elif note.id in known:
-        console.print(f"already stored as note {note.id}", markup=False, highlight=False)
-    else:
-        console.print(f"stored note {note.id}", markup=False, highlight=False)
+    _report_stored("note", note, known, fmt)
 
 
 @notes_app.command("list")
