@@ -35,6 +35,7 @@ _EXPORTS = {
     "QueryFailed": "sqlwright.errors",
     "QueryTimeout": "sqlwright.errors",
     "ModelError": "sqlwright.errors",
+    "Cancelled": "sqlwright.errors",
     "LLM": "sqlwright.llm",
     "Completion": "sqlwright.llm",
     "load_llm": "sqlwright.llm",
@@ -42,6 +43,7 @@ _EXPORTS = {
     "AskOptions": "sqlwright.pipeline",
     "Answer": "sqlwright.pipeline",
     "Candidate": "sqlwright.pipeline",
+    "Turn": "sqlwright.pipeline",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -65,6 +67,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from sqlwright.config import Settings, load_settings
     from sqlwright.db import Column, Database, ForeignKey, Result, Schema, Table, open_database
     from sqlwright.errors import (
+        Cancelled,
         ConnectionFailed,
         ModelError,
         QueryFailed,
@@ -74,4 +77,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         UserError,
     )
     from sqlwright.llm import LLM, Completion, load_llm
-    from sqlwright.pipeline import Answer, AskOptions, Candidate, Engine
+    from sqlwright.pipeline import Answer, AskOptions, Candidate, Engine, Turn

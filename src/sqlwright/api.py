@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,8 @@ from sqlwright.errors import ConfigError, ExampleRejected, QueryFailed, QueryRef
 from sqlwright.llm import LLM, load_llm
 from sqlwright.pipeline import Answer, AskOptions, Engine
 from sqlwright.pipeline.ask import checked_question, require_tables
+from sqlwright.pipeline.conversation import Turn
+from sqlwright.pipeline.events import EventCallback
 from sqlwright.sample import SAMPLE_NAME, sample_database_path
 from sqlwright.store import Note, StateStore, StoredExample, open_state_store
 
@@ -49,12 +51,17 @@ class Connection:
                                   max_question_chars=self.settings.max_question_chars, store=self._examples_store())
         return self._engine
 
-    def ask(self, question: str, *, evidence: str | None = None, **options: object) -> Answer:
-        """Answer `question` with SQL the model writes, executed read-only. Options override AskOptions."""
+    def ask(self, question: str, *, evidence: str | None = None, turns: Sequence[Turn] = (),
+            on_event: EventCallback | None = None, cancel: Callable[[], bool] | None = None,
+            summarize: bool = False, **options: object) -> Answer:
+        """Answer `question` with SQL the model writes, executed read-only. Options override AskOptions.
+        `turns` (earlier questions and their SQL) make it a follow-up; `on_event`, `cancel` and `summarize`
+        as in Engine.ask."""
         # What the user can get wrong is refused before the model loads (seconds) or runs.
         question, evidence = checked_question(question, evidence, self.settings.max_question_chars)
         require_tables(self.database.schema(), self.database.url)
-        return self.engine.ask(self.database, question, evidence=evidence, **options)
+        return self.engine.ask(self.database, question, evidence=evidence, turns=turns, on_event=on_event,
+                               cancel=cancel, summarize=summarize, **options)
 
     def sql(self, sql: str) -> Result:
         """Run SQL you wrote, through the same guard, timeout and row cap as the model's."""

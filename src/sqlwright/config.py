@@ -36,14 +36,25 @@ class Settings(BaseModel):
         description="Model: a registered name (sqlwright models list), a path to a .gguf file, "
         "or 'openai:NAME' for an OpenAI-compatible server at base_url.",
     )
+    lora: str | None = Field(
+        None, description="A LoRA adapter (a GGUF from `sqlwright train export`) applied to the embedded "
+        "model, whose weights stay as they are; refused when it was made for another model file.",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where assembled models, value indexes and built wheels are kept.",
     )
     state_dir: Path = Field(
         default_factory=_default_state_dir,
-        description="Where sqlwright keeps what it learns and is taught: examples and notes per database "
-        "(state.db, SQLite). Default $XDG_STATE_HOME/sqlwright, else ~/.local/state/sqlwright.",
+        description="Where sqlwright keeps what it learns and is taught: examples and notes per database, "
+        "the history of answers and feedback on them (state.db, SQLite; see state_url). "
+        "Default $XDG_STATE_HOME/sqlwright, else ~/.local/state/sqlwright.",
+    )
+    state_url: str | None = Field(
+        None, description="A PostgreSQL URL (postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME) where "
+        "sqlwright keeps its state (examples, notes, history, feedback) instead of state_dir, in the schema "
+        "`sqlwright`: several servers given the same URL share it. The database must exist; its password is "
+        "never shown.",
     )
     timeout: float = Field(10.0, gt=0, description="Wall-clock seconds allowed per SQL statement.")
     max_rows: int = Field(1000, gt=0, le=MAX_ROWS_LIMIT, description="Rows returned per statement; more are cut and flagged.")

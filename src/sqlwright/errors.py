@@ -14,6 +14,10 @@ class SqlwrightError(Exception):
     exit_code = 1
 
 
+class Cancelled(SqlwrightError):
+    """The work was stopped on request (a client went away, Ctrl-C in `chat`) before it finished."""
+
+
 class UserError(SqlwrightError):
     """Something the user can fix: a bad URL, a missing file, an unknown model, a refused query."""
 
@@ -102,7 +106,12 @@ class ModelNotServed(LLMRequestFailed, UserError):
 
 # --- sqlwright's own state (examples, notes) ------------------------------------------------------
 class StateStoreError(UserError):
-    """The state store cannot be opened or used: an unwritable or corrupt state directory or file."""
+    """The state store cannot be opened or used: an unwritable or corrupt state directory or file, or a state
+    database (SQLWRIGHT_STATE_URL) that cannot be reached."""
+
+
+class UnknownHistoryEntry(StateStoreError):
+    """No history entry has the given id (feedback or a lookup named one that was never stored)."""
 
 
 class ExampleRejected(UserError):
@@ -112,3 +121,12 @@ class ExampleRejected(UserError):
 # --- datasets and evaluation -----------------------------------------------------------------
 class DatasetError(UserError):
     """A dataset or predictions file is missing or malformed."""
+
+
+# --- training ----------------------------------------------------------------------------------
+class TrainingUnavailable(UserError):
+    """The [train] extra (torch, transformers, trl, peft, datasets) is not installed."""
+
+
+class AdapterMismatch(UserError):
+    """A LoRA adapter directory that is not one sqlwright wrote, or was trained on another base model."""

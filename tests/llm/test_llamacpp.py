@@ -253,3 +253,30 @@ def test_batched_steps_decode_several_sequences_per_call(embedded_llm) -> None:
     assert [c.text for c in first] == [c.text for c in second]
     assert len({c.text for c in first}) >= 3
     assert all(c.mean_logprob is not None and c.mean_logprob < 0 for c in first)
+
+
+def test_should_stop_cancels_generation_between_tokens(embedded_llm) -> None:
+    """A cancel that comes after a few decoded tokens ends the call at the next token with Cancelled, and
+    the model answers normally afterwards (the half-written KV cache is forgotten)."""
+    from sqlwright.errors import Cancelled
+
+    messages = _messages("List the name, country and age of every singer, ordered by age, then by name.")
+    polls = 0
+    stopped_at = 0.0
+
+    def should_stop() -> bool:
+        nonlocal polls, stopped_at
+        polls += 1
+        if polls > 5:  # polled at the start, before the prompt's one batch, then before each decoding step
+            stopped_at = stopped_at or time.perf_counter()
+            return True
+        return False
+
+    with pytest.raises(Cancelled):
+        embedded_llm.complete(messages, n=2, temperature=0.8, max_tokens=200, should_stop=should_stop)
+    assert polls == 6 and time.perf_counter() - stopped_at < 0.5  # at once, not after 200 tokens
+    assert embedded_llm.last_decoded_tokens >= 3  # it did stop during the generation
+    [after] = embedded_llm.complete(messages, max_tokens=24, should_stop=lambda: False)
+    embedded_llm.reset_cache()
+    [fresh] = embedded_llm.complete(messages, max_tokens=24)
+    assert after.text == fresh.text and "SELECT" in after.text.upper()

@@ -14,7 +14,7 @@ SLOW_SQL = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHER
 
 
 def test_public_exports() -> None:
-    assert set(pipeline.__all__) == {"Engine", "AskOptions", "Answer", "Candidate"}
+    assert set(pipeline.__all__) == {"Engine", "AskOptions", "Answer", "Candidate", "Turn"}
     import sqlwright
 
     assert sqlwright.Engine is pipeline.Engine and sqlwright.AskOptions is pipeline.AskOptions

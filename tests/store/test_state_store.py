@@ -1,5 +1,6 @@
 """The state store: examples and notes per database key and schema fingerprint, idempotent adds, several
-processes writing at once, and one clear error for a state directory that cannot be used."""
+processes writing at once, and one clear error for a state directory that cannot be used. Tests taking the
+`store` fixture run on SQLite and on PostgreSQL (tests/store/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,10 @@ import pytest
 
 from sqlwright.config import load_settings
 from sqlwright.errors import ExampleRejected, StateStoreError, UserError
-from sqlwright.store import SCHEMA_VERSION, STATE_FILE, Note, StateStore, StoredExample, open_state_store
+from sqlwright.store import SCHEMA_VERSION, STATE_FILE, Note, StoredExample, open_state_store
 
 KEY = "sqlite:/data/shop.db"
 FP = "f" * 64
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch) -> StateStore:
-    monkeypatch.setenv("SQLWRIGHT_STATE_DIR", str(tmp_path / "state"))
-    s = open_state_store(load_settings())
-    yield s
-    s.close()
 
 
 def test_state_dir_setting_follows_env_and_xdg(tmp_path, monkeypatch):
@@ -39,7 +32,10 @@ def test_state_dir_setting_follows_env_and_xdg(tmp_path, monkeypatch):
     assert load_settings(state_dir=tmp_path / "flag").state_dir == tmp_path / "flag"
 
 
-def test_opens_in_the_state_dir_with_wal_and_a_schema_version(store, tmp_path):
+def test_opens_in_the_state_dir_with_wal_and_a_schema_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLWRIGHT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("SQLWRIGHT_STATE_URL", raising=False)
+    store = open_state_store(load_settings())
     path = tmp_path / "state" / STATE_FILE
     assert path.is_file()
     conn = sqlite3.connect(path)
@@ -47,6 +43,7 @@ def test_opens_in_the_state_dir_with_wal_and_a_schema_version(store, tmp_path):
     assert conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     conn.close()
     assert store.schema_version == SCHEMA_VERSION
+    store.close()
 
 
 def test_add_and_list_examples(store):
@@ -134,17 +131,17 @@ def test_notes(store):
         store.add_note(KEY, FP, "  ")
 
 
-def test_data_survives_reopening(tmp_path):
-    with open_state_store(tmp_path) as s:
+def test_data_survives_reopening(state_place):
+    with open_state_store(state_place) as s:
         s.add_example(KEY, FP, "Q", "SELECT 1", provenance={"k": [1, 2]})
         s.add_note(KEY, FP, "n")
-    with open_state_store(tmp_path) as s:
+    with open_state_store(state_place) as s:
         assert [(e.question, e.provenance) for e in s.examples(KEY)] == [("Q", {"k": [1, 2]})]
         assert [n.text for n in s.notes(KEY)] == ["n"]
 
 
-def test_closed_store_says_so(tmp_path):
-    s = open_state_store(tmp_path)
+def test_closed_store_says_so(state_place):
+    s = open_state_store(state_place)
     s.close()
     with pytest.raises(StateStoreError, match="closed"):
         s.examples(KEY)

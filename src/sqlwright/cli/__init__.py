@@ -10,11 +10,17 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 from sqlwright.cli import ask as _ask  # noqa: F401  (registers commands)
+from sqlwright.cli import chat as _chat  # noqa: F401
 from sqlwright.cli import eval as _eval  # noqa: F401
 from sqlwright.cli import examples as _examples  # noqa: F401
 from sqlwright.cli import learn as _learn  # noqa: F401
+from sqlwright.cli import mcp as _mcp  # noqa: F401
 from sqlwright.cli import models as _models  # noqa: F401
+from sqlwright.cli import serve as _serve  # noqa: F401
 from sqlwright.cli import synth as _synth  # noqa: F401
+from sqlwright.cli import train as _train  # noqa: F401
+from sqlwright.cli import train_export as _train_export  # noqa: F401  (train export)
+from sqlwright.cli import train_fit as _train_fit  # noqa: F401  (train sft|dpo|grpo)
 from sqlwright.cli.app import app, err_console, print_error
 
 

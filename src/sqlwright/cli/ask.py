@@ -54,6 +54,8 @@ CONNECT_TIMEOUT = typer.Option(None, "--connect-timeout",
                                help="Seconds the model server has to accept a connection (default 5).")
 BASE_URL = typer.Option(None, "--base-url",
                         help="OpenAI-compatible server (with --model openai:NAME); default SQLWRIGHT_BASE_URL.")
+LORA = typer.Option(None, "--lora", help="A LoRA adapter (a GGUF from `sqlwright train export`) applied to the "
+                    "embedded model; default SQLWRIGHT_LORA.")
 
 
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
@@ -96,6 +98,7 @@ def ask(
     db: str = typer.Argument(..., help=DB_HELP),
     question: str = typer.Argument(..., help="The question, in plain English."),
     model: str = typer.Option(None, "--model", "-m", help="Model name, .gguf path or openai:NAME."),
+    lora: str = LORA,
     evidence: str = typer.Option(None, "--evidence", "--hint", help="Extra knowledge or instructions."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format."),
     show_sql: bool = typer.Option(False, "--show-sql", help="Print the SQL above the table."),
@@ -122,7 +125,7 @@ def ask(
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
                                                     no_values, repair_all, all_candidates, examples))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows, base_url=base_url,
-                  request_timeout=request_timeout, connect_timeout=connect_timeout) as conn:
+                  request_timeout=request_timeout, connect_timeout=connect_timeout, lora=lora) as conn:
         if fmt is not OutputFormat.json:
             with err_console.status("thinking…"):
                 answer = conn.ask(question, evidence=evidence)

@@ -20,6 +20,7 @@ from sqlwright.cli.ask import (
     COT,
     EXAMPLES,
     GREEDY,
+    LORA,
     NO_LINKING,
     NO_VALUES,
     REPAIR_ALL,
@@ -86,12 +87,17 @@ def _build_predictor(predictions: Path | None, model: str | None, examples, pipe
     options = AskOptions(**pipeline)
     settings = load_settings(**(llm_settings or {}))
     identity: dict = {"model": model, "pipeline": options.model_dump()}
+    if settings.lora:  # another adapter is another system: its run must not resume this one's
+        from sqlwright.llm.adapters import read_adapter
+        from sqlwright.llm.models import file_sha256
+
+        identity["lora_sha256"] = file_sha256(read_adapter(settings.lora).path)
     store = None
     if options.examples or options.notes:
         from sqlwright.store import open_state_store
 
         store = open_state_store(settings)
-        identity["state_dir"] = str(settings.state_dir)
+        identity["state_dir"] = store.location  # the state file, or the state URL without its password
     engine = Engine(load_llm(model, settings), options, store=store)
     return PipelinePredictor(engine), identity
 
@@ -124,6 +130,7 @@ def _make_command(kind: str):
         data: Path = typer.Option(..., "--data", help="The dataset: a folder or file (see the kind's help)."),
         predictions: Path = typer.Option(None, "--predictions", "-p", help="Predictions file to evaluate."),
         model: str = typer.Option(None, "--model", "-m", help="Model to evaluate through the ask pipeline."),
+        lora: str = LORA,
         dialect: str = typer.Option(None, "--dialect", help="postgres|sqlite|mysql (sqleval)."),
         db_root: Path = typer.Option(None, "--db-root", help="Folder of <db>/<db>.sqlite databases (bird)."),
         limit: int = typer.Option(None, "--limit", min=0, help="Evaluate the first N questions."),
@@ -168,6 +175,8 @@ def _make_command(kind: str):
             raise ConfigError("give --run-file F (which resumes F) or --resume, not both")
         if sqleval_strict and kind != "sqleval":
             raise ConfigError(f"--sqleval-strict is for sqleval, not {kind}")
+        if lora and model is None:
+            raise ConfigError("--lora applies to a model: give --model NAME with it (not --predictions)")
         from sqlwright.llm import OPENAI_PREFIX
 
         if concurrency > 1 and not (model or "").startswith(OPENAI_PREFIX):
@@ -190,7 +199,7 @@ def _make_command(kind: str):
             predictor, identity = _build_predictor(
                 predictions, model, dataset.examples, pipeline,
                 llm_settings={"request_timeout": request_timeout, "connect_timeout": connect_timeout,
-                              "base_url": base_url},
+                              "base_url": base_url, "lora": lora},
             )
             extra = {"data": str(Path(data).resolve()), "dialect": dialect, **identity}
             config = run_config(dataset, examples, timeout=timeout, ves_repeats=ves_repeats,

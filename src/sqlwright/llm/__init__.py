@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlwright.config import Settings, load_settings
 from sqlwright.errors import ConfigError
+from sqlwright.llm.adapters import resolve_adapter
 from sqlwright.llm.base import LLM, Completion, Message
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.llm.models import (
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 # Embedded models loaded in this process, shared by every Engine that asks for the same file and context.
-_loaded: dict[tuple[Path, int, int | None, int], EmbeddedLLM] = {}
+_loaded: dict[tuple[Path, int, int | None, int, Path | None], EmbeddedLLM] = {}
 _loaded_lock = threading.Lock()
 
 
@@ -78,10 +79,13 @@ def load_llm(model: str | None = None, settings: Settings | None = None) -> LLM:
     """The LLM for `model` (default: settings.model).
 
     ``openai:NAME`` is model NAME on the OpenAI-compatible server at settings.base_url; anything else is a
-    registered model name or a .gguf path, loaded in-process once per (file, n_ctx, threads).
+    registered model name, a named adapter model (`sqlwright models add`) or a .gguf path, loaded in-process
+    once per (file, n_ctx, threads, adapter); settings.lora applies a LoRA adapter to an embedded model.
     """
     settings = settings or load_settings()
     name = model or settings.model
+    # A named adapter model is its base plus its adapter; settings.lora adds one to any embedded model.
+    name, lora = resolve_adapter(name, settings.lora, settings.cache_dir)
     if name.startswith(OPENAI_PREFIX):
         remote = name[len(OPENAI_PREFIX):]
         if not remote:
@@ -101,15 +105,18 @@ def load_llm(model: str | None = None, settings: Settings | None = None) -> LLM:
             retries=settings.retries,
             connect_timeout=settings.connect_timeout,
         )
+    if lora is not None:
+        lora = lora.resolve()
     path = model_path(name, settings.cache_dir).resolve()
-    key = (path, settings.n_ctx, settings.threads, settings.prompt_lookup_tokens)
+    key = (path, settings.n_ctx, settings.threads, settings.prompt_lookup_tokens, lora)
     with _loaded_lock:
         llm = _loaded.get(key)
         if llm is None:
             from sqlwright.llm.llamacpp import EmbeddedLLM
 
             llm = EmbeddedLLM(path, n_ctx=settings.n_ctx, n_threads=settings.threads,
-                              lookup_tokens=settings.prompt_lookup_tokens, prompt_cache=prompt_cache(settings))
+                              lookup_tokens=settings.prompt_lookup_tokens, prompt_cache=prompt_cache(settings),
+                              lora_path=lora)
             _loaded[key] = llm
         return llm
 

@@ -41,7 +41,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sqlwright.errors import LLMRequestFailed, ModelLoadFailed, ModelMissing
-from sqlwright.llm.base import Completion, Message
+from sqlwright.llm.base import Completion, Message, raise_if_stopped
 from sqlwright.llm.prompt_cache import PromptCache
 
 log = logging.getLogger(__name__)
@@ -196,13 +196,15 @@ class EmbeddedLLM:
         lookup_ngram: int = DEFAULT_LOOKUP_NGRAM,
         prompt_cache: PromptCache | None = None,
         model_sha256: str | None = None,
+        lora_path: str | Path | None = None,
     ) -> None:
         """Load `model_path`. `n_ctx` is the KV cache shared by the prompt and all parallel samples: it must
         hold prompt + n × max_tokens for n samples to run together (when fewer fit, they run in rounds that
         share the prefill); `max_parallel` caps the samples run together; a step with at least `min_batch` new
         tokens evaluates them in one batch, fewer get one call each (see the module docstring). With a
         `prompt_cache`, the states of shared prompt prefixes are kept there across processes (the model file
-        is identified by `model_sha256`, computed on first use when not given)."""
+        is identified by `model_sha256`, computed on first use when not given). `lora_path`: a GGUF LoRA
+        adapter applied to the context (llm/adapters.py); refused when it was made for another model file."""
         llama_cpp = _import_llama_cpp()
         self.model_path = Path(model_path)
         self.name = self.model_path.stem
@@ -275,6 +277,12 @@ class EmbeddedLLM:
         self._model_id: str | None = None
         self._kv_layout = f"type_k={params.type_k} type_v={params.type_v} n_seq={self._n_seq} unified"
         _OPEN_MODELS.add(self)
+        # A LoRA adapter is applied to our context (the weights stay as loaded): see llm/adapters.py.
+        self.lora_path = Path(lora_path) if lora_path else None
+        self._lora: Any = None
+        self._lora_sha256: str | None = None
+        if self.lora_path is not None:
+            self._attach_lora(self.lora_path, llama_cpp)
         # Tokens held by KV sequence 0 (the last prompt and one continuation), and the next-token
         # distribution after each of its prefixes that has one, by prefix length.
         self._cached: list[int] = []
@@ -333,6 +341,7 @@ class EmbeddedLLM:
         stop: list[str] | None = None,
         seed: int | None = None,
         shared_prefix: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         """Return `n` completions of `messages`, decoded together after one prompt prefill.
 
@@ -345,9 +354,14 @@ class EmbeddedLLM:
         prompt's state up to the end of its first occurrence is loaded from the prompt cache when there, and
         saved to it when computed. The prefill always stops at that point first, so the numbers are the same
         with and without the cache.
+
+        `should_stop` is polled before each prompt batch of the prefill and before each decoding step (each new
+        token of the samples); when it returns True, `Cancelled` is raised (the KV cache is forgotten, as after
+        any error).
         """
         if n < 1:
             return []
+        raise_if_stopped(should_stop)
         text = self.format_prompt(messages)
         prompt = self._prompt_tokens(text)
         boundary = self._shared_boundary(text, prompt, shared_prefix)
@@ -375,7 +389,7 @@ class EmbeddedLLM:
             if self.lookup_tokens:
                 self._index_prompt(prompt)
             try:
-                root = self._prefill(prompt, boundary)
+                root = self._prefill(prompt, boundary, should_stop)
                 self.last_prefill_seconds = time.perf_counter() - started
                 out: list[Completion] = []
                 for first in range(0, distinct, per_round):
@@ -383,7 +397,8 @@ class EmbeddedLLM:
                     limit = min(max_tokens, room // len(samples))
                     if self._tips[0].depth + len(samples) * limit > room:
                         self._cut_chain(root)  # the samples may need the cells of the kept continuation
-                    out.extend(self._decode(root, samples, temperature, limit, stop or [], base_seed, started))
+                    out.extend(self._decode(root, samples, temperature, limit, stop or [], base_seed, started,
+                                            should_stop))
                     self._end_round(root)
             except BaseException:
                 self._forget()  # the cache state is unknown after a failed or interrupted decode
@@ -391,7 +406,8 @@ class EmbeddedLLM:
             self.last_decode_seconds = time.perf_counter() - started - self.last_prefill_seconds
         return out * n if greedy else out
 
-    def _prefill(self, prompt: list[int], boundary: int = 0) -> _Node:
+    def _prefill(self, prompt: list[int], boundary: int = 0,
+                 should_stop: Callable[[], bool] | None = None) -> _Node:
         """Put `prompt` into KV sequence 0, reusing the cached common prefix; the trie root for the request.
 
         When the cache holds exactly `prompt` (plus a kept continuation), nothing is evaluated: the root and
@@ -418,6 +434,7 @@ class EmbeddedLLM:
             start = keep
             for end in sorted({boundary, n_prompt} if keep < boundary < n_prompt else {n_prompt}):
                 for chunk_start in range(start, end, _PROMPT_BATCH):
+                    raise_if_stopped(should_stop)
                     chunk = prompt[chunk_start : min(end, chunk_start + _PROMPT_BATCH)]
                     last = chunk_start + len(chunk) == n_prompt
                     self._fill([(token, chunk_start + i, 0, last and i == len(chunk) - 1)
@@ -462,18 +479,38 @@ class EmbeddedLLM:
             return 0
         return _common_prefix(self._prompt_tokens(text[: at + len(shared_prefix)]), prompt)
 
+    def model_sha256(self) -> str:
+        """The model file's sha256 (recorded when sqlwright assembled or hashed it, else computed once)."""
+        if self._model_sha256 is None:
+            from sqlwright.llm.models import known_sha256
+
+            memo = self.prompt_cache.directory if self.prompt_cache is not None else None
+            self._model_sha256 = known_sha256(self.model_path, memo)
+        return self._model_sha256
+
+    def _attach_lora(self, path: Path, llama_cpp: Any) -> None:
+        """Apply the LoRA adapter at `path` to the context (closing the model when it is refused)."""
+        from sqlwright.llm.adapters import attach_lora
+        from sqlwright.llm.models import file_sha256
+
+        try:
+            self._lora = attach_lora(llama_cpp, self._llama.model, self._ctx, path, model_name=self.model_path.name,
+                                     model_sha256=self.model_sha256, quiet=lambda: _quiet(not self.verbose))
+            self._lora_sha256 = file_sha256(path)
+        except BaseException:
+            self.close()
+            raise
+        self.name = f"{self.name}+{path.stem}"
+        log.info("applied the LoRA adapter %s to %s", path.name, self.model_path.name)
+
     def model_id(self) -> str:
-        """What a saved KV state depends on: the model file's sha256, the llama.cpp build (its version and the
-        CPU features it was compiled for) and the KV cache's layout."""
+        """What a saved KV state depends on: the model file's sha256 (and the LoRA adapter's), the llama.cpp
+        build (its version and the CPU features it was compiled for) and the KV cache's layout."""
         if self._model_id is None:
             llama_cpp = _import_llama_cpp()
-            if self._model_sha256 is None:
-                from sqlwright.llm.models import known_sha256
-
-                memo = self.prompt_cache.directory if self.prompt_cache is not None else None
-                self._model_sha256 = known_sha256(self.model_path, memo)
+            lora = f" lora={self._lora_sha256}" if self._lora_sha256 else ""
             system = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
-            self._model_id = (f"model={self._model_sha256} llama_cpp={llama_cpp.__version__} "
+            self._model_id = (f"model={self.model_sha256()}{lora} llama_cpp={llama_cpp.__version__} "
                               f"{self._kv_layout} system=[{system}]")
         return self._model_id
 
@@ -510,11 +547,13 @@ class EmbeddedLLM:
         self.prompt_cache.store(self.model_id(), tokens, bytes(memoryview(buffer)[:written]))
 
     def _decode(self, root: _Node, samples: range, temperature: float, max_tokens: int, stop: list[str],
-                base_seed: int, started: float) -> list[Completion]:
+                base_seed: int, started: float,
+                should_stop: Callable[[], bool] | None = None) -> list[Completion]:
         """Draw `samples` (indices of the request's samples) from the trie below `root`.
 
         Samples whose histories are equal share a node, so a continuation is decoded once however many
-        samples take it; each step decodes the new nodes of all samples together.
+        samples take it; each step decodes the new nodes of all samples together. `should_stop` is polled
+        before each step (Cancelled).
         """
         llama_cpp = _import_llama_cpp()
         greedy = temperature <= 0
@@ -525,6 +564,7 @@ class EmbeddedLLM:
         longest_stop = max((len(s) for s in stop), default=0)
         active = runs
         while active:
+            raise_if_stopped(should_stop)
             pending: list[_Node] = []
             for run in active:
                 # Walk down the decoded nodes until the sample ends or needs a new node decoded.
@@ -814,6 +854,9 @@ class EmbeddedLLM:
         if getattr(self, "_ctx", None) is not None:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+        if getattr(self, "_lora", None) is not None:  # after the context that uses it, before the model
+            llama_cpp.llama_adapter_lora_free(self._lora)
+            self._lora = None
         llama = getattr(self, "_llama", None)
         if llama is not None:
             llama.close()

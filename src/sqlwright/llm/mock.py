@@ -6,10 +6,10 @@ Queue replies; each `complete` call pops one reply per requested completion and 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
-from sqlwright.llm.base import Completion, Message
+from sqlwright.llm.base import Completion, Message, raise_if_stopped
 
 
 class ScriptedLLM:
@@ -40,6 +40,7 @@ class ScriptedLLM:
         max_tokens: int = 512,
         stop: list[str] | None = None,
         seed: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         self.requests.append(
             {"messages": messages, "n": n, "temperature": temperature, "max_tokens": max_tokens,
@@ -47,6 +48,7 @@ class ScriptedLLM:
         )
         out = []
         for _ in range(n):
+            raise_if_stopped(should_stop)  # before each reply, as a backend between tokens
             if not self._replies:
                 raise AssertionError("ScriptedLLM ran out of replies")
             reply = self._replies.popleft()

@@ -36,6 +36,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -50,7 +51,7 @@ from sqlwright.errors import (
     ModelServerNotAnswering,
     ModelServerUnreachable,
 )
-from sqlwright.llm.base import Completion, Message
+from sqlwright.llm.base import Completion, Message, raise_if_stopped
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +148,19 @@ class OpenAILLM:
         max_tokens: int = 512,
         stop: list[str] | None = None,
         seed: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
-        """Return `n` completions, asking for all of them in one request where the server honours `n`."""
+        """Return `n` completions, asking for all of them in one request where the server honours `n`.
+        `should_stop` is polled before each request (retries included) and during waits between them; a
+        request in flight runs to its end (the reply is not streamed)."""
         if n < 1:
             return []
         out: list[Completion] = []
         while len(out) < n:
             # Follow-up requests get a shifted seed: the same seed would repeat the samples already drawn.
             request_seed = None if seed is None else seed + len(out)
-            batch = self._request(messages, n - len(out), temperature, max_tokens, stop, request_seed)
+            batch = self._request(messages, n - len(out), temperature, max_tokens, stop, request_seed,
+                                  should_stop)
             if not batch:
                 raise LLMRequestFailed(
                     f"The model server ({self.base_url}) returned no choices for model {self.model!r}"
@@ -173,6 +178,7 @@ class OpenAILLM:
         max_tokens: int,
         stop: list[str] | None,
         seed: int | None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -186,7 +192,7 @@ class OpenAILLM:
         if seed is not None:
             kwargs["seed"] = seed
         started = time.perf_counter()
-        response = self._create_with_retries(kwargs)
+        response = self._create_with_retries(kwargs, should_stop)
         elapsed = time.perf_counter() - started
         choices = list(response.choices or [])
         usage = response.usage
@@ -215,16 +221,20 @@ class OpenAILLM:
             )
         return out
 
-    def _create_with_retries(self, kwargs: dict[str, Any]) -> Any:
-        """The server's ChatCompletion for `kwargs`; every failure converted to an LLMRequestFailed."""
+    def _create_with_retries(self, kwargs: dict[str, Any],
+                             should_stop: Callable[[], bool] | None = None) -> Any:
+        """The server's ChatCompletion for `kwargs`; every failure converted to an LLMRequestFailed
+        (`Cancelled` when `should_stop` says so before an attempt)."""
         import openai
 
+        raise_if_stopped(should_stop)
         if not self._answering:
             self._first_contact()
         attempt = 0
         started = time.monotonic()
         while True:
-            self._wait_for_pause()
+            self._wait_for_pause(should_stop)
+            raise_if_stopped(should_stop)
             try:
                 response = self._create(kwargs)
                 self._answering = True
@@ -270,16 +280,16 @@ class OpenAILLM:
                 ) from exc
             attempt += 1
             log.info("%s: retrying in %.1fs (attempt %d)", self.base_url, delay, attempt + 1)
-            time.sleep(delay)
+            _sleep(delay, should_stop)
 
     def _pause(self, seconds: float) -> None:
         """Hold back every thread's next request for `seconds` (the server's Retry-After)."""
         with self._shared_lock:
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
 
-    def _wait_for_pause(self) -> None:
+    def _wait_for_pause(self, should_stop: Callable[[], bool] | None = None) -> None:
         while (left := self._pause_until - time.monotonic()) > 0:
-            time.sleep(left)
+            _sleep(left, should_stop)
 
     def _create(self, kwargs: dict[str, Any]) -> Any:
         import openai
@@ -415,6 +425,21 @@ class OpenAILLM:
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
         return len(tokens) if isinstance(tokens, list) else None
+
+
+_STOP_POLL = 0.1  # seconds between two polls of should_stop while waiting to retry
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool] | None) -> None:
+    """Sleep `seconds`, raising `Cancelled` as soon as `should_stop` says so."""
+    if should_stop is None:
+        time.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        raise_if_stopped(should_stop)
+        time.sleep(min(left, _STOP_POLL))
+    raise_if_stopped(should_stop)
 
 
 def _caused_by(exc: BaseException, name: str) -> bool:

@@ -5,6 +5,7 @@
 """
 
 from sqlwright.pipeline.ask import AskOptions, Engine
+from sqlwright.pipeline.conversation import Turn
 from sqlwright.pipeline.types import Answer, Candidate
 
-__all__ = ["Answer", "AskOptions", "Candidate", "Engine"]
+__all__ = ["Answer", "AskOptions", "Candidate", "Engine", "Turn"]

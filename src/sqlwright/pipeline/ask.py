@@ -2,7 +2,10 @@
 
     schema (cached per database) -> values (hints) -> linking (only past the token budget) -> prompt
     -> draw (greedy, then samples, each executed guarded and limited, until n or the vote is decided)
-    -> repair -> vote -> abstain?
+    -> repair -> vote -> abstain? -> chart (by code) -> summary (by the model, when asked)
+
+A question may follow up on earlier ones (`turns`, pipeline/conversation.py); progress goes to `on_event`
+(pipeline/events.py); `cancel` is polled between model calls and by the backend while it decodes.
 
 `AskOptions` holds every knob, and its field defaults are THE defaults of the pipeline (tuned for
 quality per second on a 2-core CPU; change them here, with the measurement that justifies it).
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,10 +27,13 @@ from sqlwright.db.base import MAX_ROWS_LIMIT, Database
 from sqlwright.db.render import render_schema
 from sqlwright.db.schema import Schema
 from sqlwright.errors import ConfigError, EmptyDatabase, InvalidQuestion, SqlwrightError
-from sqlwright.llm.base import LLM
+from sqlwright.llm.base import LLM, Message, raise_if_stopped
 from sqlwright.pipeline.abstain import abstention_reason
+from sqlwright.pipeline.chart import chart_spec
+from sqlwright.pipeline.conversation import Turn, checked_turns, conversation_sql, conversation_text
 from sqlwright.pipeline.draw import draw_candidates
 from sqlwright.pipeline.embeddings import load_default_embedder
+from sqlwright.pipeline.events import EventCallback, EventSink
 from sqlwright.pipeline.examples import (
     Demonstration,
     ExampleStore,
@@ -42,6 +49,7 @@ from sqlwright.pipeline.linking import link_schema
 from sqlwright.pipeline.prompt import build_messages, schema_block
 from sqlwright.pipeline.repair import repair_candidates
 from sqlwright.pipeline.select import vote_by_result
+from sqlwright.pipeline.summary import summarize as summarize_answer
 from sqlwright.pipeline.types import Answer
 from sqlwright.pipeline.values import ValueIndex, render_value_hints
 
@@ -132,6 +140,17 @@ class _DatabaseContext:
     tokens: int  # its length in the model's tokens
     values: ValueIndex | None = None
     identity: tuple[str, str] | None = None  # (database key, schema fingerprint) for the examples store
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """What `Engine._prompt` prepared for one question."""
+
+    context: _DatabaseContext
+    messages: list[Message]
+    shared_prefix: str | None  # the prompt prefix a backend may keep (None: the schema was pruned)
+    demos: list[Demonstration]
+    notes: list[NoteHint]
 
 
 class Engine:
@@ -226,10 +245,78 @@ class Engine:
                               budget_tokens=NOTES_BUDGET_TOKENS, count_tokens=self.llm.count_tokens)
         return demos, hints
 
-    def ask(self, db: Database, question: str, *, evidence: str | None = None, **overrides: object) -> Answer:
-        """Answer `question` about `db`. `overrides` replace fields of the engine's AskOptions."""
+    def prompt(self, db: Database, question: str, *, evidence: str | None = None, turns: Sequence[Turn] = (),
+               **overrides: object) -> list[Message]:
+        """The chat messages `ask` sends the model for `question` about `db` (same schema rendering, value
+        hints, linking, examples, notes and layout), without asking: training data built from them
+        (sqlwright.train) teaches the model the very prompt it is served."""
         question, evidence = checked_question(question, evidence, self.max_question_chars)
+        return self._prompt(db, question, evidence, checked_turns(turns), self._options(overrides)).messages
+
+    def _prompt(self, db: Database, question: str, evidence: str | None, turns: Sequence[Turn], opts: AskOptions,
+                *, lap: Callable[[str, float], float] | None = None, events: EventSink | None = None) -> _Prompt:
+        """Schema, value hints, linking, examples and notes for `question`, and the messages built from them.
+        `lap(stage, since)` records each stage's seconds; `events` gets the schema and examples events."""
+        lap = lap or (lambda stage, since: time.perf_counter())
+        events = events or EventSink(None)
+        t = time.perf_counter()
+        context = self._context(db)
+        t = lap("schema", t)
+
+        # A follow-up's own words name little ("and in 2023?"): the conversation's are looked up with it.
+        lookup = conversation_text(turns, question) if turns else question
+        matches = []
+        hints = None
+        if opts.values:
+            index = self._value_index(db, context)
+            if index is not None:
+                matches = index.match(lookup)
+                hints = render_value_hints(matches, schema=context.schema) or None
+        t = lap("values", t)
+
+        schema_text = context.text
+        shown_tables = [table.name for table in context.schema.tables]
+        shown_tokens = context.tokens
+        shared_prefix: str | None = schema_block(schema_text, dialect=db.dialect)
+        if opts.linking and context.tokens > opts.schema_budget_tokens:
+            link_evidence = "\n".join(filter(None, [evidence, conversation_sql(turns)])) or None
+            linked = link_schema(context.schema, lookup, evidence=link_evidence,
+                                 budget_tokens=opts.schema_budget_tokens, count_tokens=self.llm.count_tokens,
+                                 value_matches=matches)
+            if linked.pruned:
+                schema_text = render_schema(linked.schema)
+                shared_prefix = None  # pruned for this question: nothing worth keeping for the next one
+                shown_tables = [table.name for table in linked.schema.tables]
+                shown_tokens = self.llm.count_tokens(schema_text)
+                log.debug("linked %d of %d tables", len(linked.schema.tables), len(context.schema.tables))
+        t = lap("linking", t)
+        events.emit("schema", {"tables": shown_tables, "tokens": shown_tokens,
+                               "total_tables": len(context.schema.tables), "pruned": shared_prefix is None})
+
+        demos, notes = self._demonstrations(db, lookup, opts)
+        t = lap("examples", t)
+        events.emit("examples", {"examples": [d.to_dict() for d in demos], "notes": [n.to_dict() for n in notes]})
+
+        messages = build_messages(schema_text, question, dialect=db.dialect, value_hints=hints,
+                                  evidence=evidence, cot=opts.cot, examples=render_demonstrations(demos),
+                                  notes=render_notes(notes), turns=turns)
+        return _Prompt(context, messages, shared_prefix, demos, notes)
+
+    def ask(self, db: Database, question: str, *, evidence: str | None = None, turns: Sequence[Turn] = (),
+            on_event: EventCallback | None = None, cancel: Callable[[], bool] | None = None,
+            summarize: bool = False, **overrides: object) -> Answer:
+        """Answer `question` about `db`. `overrides` replace fields of the engine's AskOptions.
+
+        `turns`: the earlier questions of a conversation and their SQL (the last MAX_TURNS are sent), for a
+        follow-up. `on_event(kind, data)`: progress (pipeline/events.py). `cancel`: polled between model calls
+        and by the backend between tokens; when it returns True, `Cancelled` is raised. `summarize`: also ask
+        the model for the answer in one sentence (`Answer.summary`)."""
+        question, evidence = checked_question(question, evidence, self.max_question_chars)
+        turns = checked_turns(turns)
+        for turn in turns:  # an earlier question is held to the same length cap as a new one
+            checked_question(turn.question, None, self.max_question_chars)
         opts = self._options(overrides)
+        events = EventSink(on_event)
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
@@ -238,44 +325,19 @@ class Engine:
             timings[stage] = now - since
             return now
 
-        t = started
-        context = self._context(db)
-        t = lap("schema", t)
-
-        matches = []
-        hints = None
-        if opts.values:
-            index = self._value_index(db, context)
-            if index is not None:
-                matches = index.match(question)
-                hints = render_value_hints(matches, schema=context.schema) or None
-        t = lap("values", t)
-
-        demos, notes = self._demonstrations(db, question, opts)
-        t = lap("examples", t)
-
-        schema_text = context.text
-        shared_prefix: str | None = schema_block(schema_text, dialect=db.dialect)
-        if opts.linking and context.tokens > opts.schema_budget_tokens:
-            linked = link_schema(context.schema, question, evidence=evidence,
-                                 budget_tokens=opts.schema_budget_tokens, count_tokens=self.llm.count_tokens,
-                                 value_matches=matches)
-            if linked.pruned:
-                schema_text = render_schema(linked.schema)
-                shared_prefix = None  # pruned for this question: nothing worth keeping for the next one
-                log.debug("linked %d of %d tables", len(linked.schema.tables), len(context.schema.tables))
-        t = lap("linking", t)
-
-        messages = build_messages(schema_text, question, dialect=db.dialect, value_hints=hints,
-                                  evidence=evidence, cot=opts.cot, examples=render_demonstrations(demos),
-                                  notes=render_notes(notes))
+        raise_if_stopped(cancel)
+        prompt = self._prompt(db, question, evidence, turns, opts, lap=lap, events=events)
+        context, messages, shared_prefix = prompt.context, prompt.messages, prompt.shared_prefix
+        demos, notes = prompt.demos, prompt.notes
         usage = Usage()
         executor = Executor(db, timeout=opts.timeout, max_rows=opts.max_rows)
         pool, undrawn = draw_candidates(self.llm, executor, messages, question=question, n=opts.candidates,
                                         temperature=opts.temperature, max_tokens=opts.reply_tokens(),
                                         seed=opts.seed, cot=opts.cot, early_stop=opts.early_stop,
                                         abstain_below=opts.abstain_below, usage=usage, timings=timings,
-                                        shared_prefix=shared_prefix)
+                                        shared_prefix=shared_prefix, on_candidate=events.candidate,
+                                        should_stop=cancel)
+        raise_if_stopped(cancel)  # the last model call may have ended after the cancel came
         t = time.perf_counter()
 
         if opts.repair_rounds > 0 and opts.max_repairs > 0:
@@ -284,21 +346,40 @@ class Engine:
                                      max_tokens=opts.reply_tokens(), seed=opts.seed,
                                      abstain_below=opts.abstain_below, usage=usage,
                                      only_without_answer=opts.repair_when == "no-answer",
-                                     schema=context.schema)
+                                     schema=context.schema, on_repair=events.repair, should_stop=cancel)
+            raise_if_stopped(cancel)
         t = lap("repair", t)
 
         selection = vote_by_result(pool, db.dialect, undrawn=undrawn)
         reason = abstention_reason(selection, abstain_below=opts.abstain_below)
         t = lap("select", t)
-        timings["total"] = t - started
+        events.emit("vote", {"confidence": selection.confidence, "groups": list(selection.group_sizes),
+                             "voters": selection.voters, "undrawn": undrawn})
 
         chosen = selection.chosen
+        answered = reason is None and chosen is not None
+        summary = None
+        if summarize:
+            if answered:
+                assert chosen is not None
+                summary = summarize_answer(self.llm, question, chosen.sql, chosen.columns, chosen.rows or (),
+                                           truncated=chosen.truncated, should_stop=cancel, usage=usage)
+                t = lap("summary", t)
+            events.emit("summary", {"summary": summary})
+        timings["total"] = time.perf_counter() - started
+
         common = {"question": question, "confidence": selection.confidence, "candidates": selection.candidates,
                   "timings": timings, "prompt_tokens": usage.prompt_tokens,
                   "completion_tokens": usage.completion_tokens, "undrawn": undrawn,
                   "examples": tuple(demos), "notes": tuple(notes)}
-        if reason is not None or chosen is None:
+        if not answered:
             log.info("abstained on %r: %s", question, reason)
-            return Answer(sql=None, abstained=True, reason=reason, **common)
-        return Answer(sql=chosen.sql, columns=chosen.columns, rows=chosen.rows or (),
-                      truncated=chosen.truncated, **common)
+            answer = Answer(sql=None, abstained=True, reason=reason, **common)
+        else:
+            assert chosen is not None
+            rows = chosen.rows or ()
+            chart = chart_spec(chosen.columns, rows, truncated=chosen.truncated)
+            answer = Answer(sql=chosen.sql, columns=chosen.columns, rows=rows, truncated=chosen.truncated,
+                            chart=chart.to_dict() if chart is not None else None, summary=summary, **common)
+        events.emit("answer", answer.to_dict())
+        return answer

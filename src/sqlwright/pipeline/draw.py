@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from sqlwright.llm.base import LLM, Message
 from sqlwright.pipeline.execute import Executor
@@ -57,11 +58,15 @@ def draw_candidates(
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
     shared_prefix: str | None = None,
+    on_candidate: Callable[[Candidate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Candidate], int]:
     """The executed candidates (greedy first, then samples in order) and how many of the `n` were not
     drawn because the vote was decided. `timings` receives the seconds of "generate" (with
     "generate.greedy" and "generate.samples") and "execute". `shared_prefix`: the text that ends the prompt's
-    part shared with other questions (`prompt.schema_block`), for backends that keep prompt states."""
+    part shared with other questions (`prompt.schema_block`), for backends that keep prompt states.
+    `on_candidate` is called with each candidate once it is executed; `should_stop` is polled before each
+    model call and passed to the backend (Cancelled)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     timings = {} if timings is None else timings
@@ -72,12 +77,16 @@ def draw_candidates(
 
     def run(drafts: list[Draft]) -> None:
         started = time.perf_counter()
-        pool.extend(executor.candidates(drafts))
+        executed = executor.candidates(drafts)
+        pool.extend(executed)
         timings["execute"] += time.perf_counter() - started
+        if on_candidate is not None:
+            for candidate in executed:
+                on_candidate(candidate)
 
     started = time.perf_counter()
     greedy = greedy_draft(llm, messages, max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings,
-                          shared_prefix=shared_prefix)
+                          shared_prefix=shared_prefix, should_stop=should_stop)
     timings["generate"] += time.perf_counter() - started
     run([greedy] if greedy is not None else [])
     drawn = 1
@@ -91,7 +100,7 @@ def draw_candidates(
         started = time.perf_counter()
         samples = sample_drafts(llm, messages, first=drawn, count=count, temperature=temperature,
                                 max_tokens=max_tokens, seed=seed, cot=cot, usage=usage, timings=timings,
-                                shared_prefix=shared_prefix)
+                                shared_prefix=shared_prefix, should_stop=should_stop)
         timings["generate"] += time.perf_counter() - started
         run(samples)
         drawn += count

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlglot
@@ -17,7 +18,7 @@ from sqlglot.errors import SqlglotError
 
 from sqlwright.db.dialects import get_dialect
 from sqlwright.errors import UnsupportedDatabase
-from sqlwright.llm.base import LLM, Completion, Message
+from sqlwright.llm.base import LLM, Completion, Message, raise_if_stopped
 from sqlwright.pipeline.extract import parse_reply
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,15 @@ def sample_origin(i: int, *, cot: bool) -> str:
 
 def _timed_call(llm: LLM, messages: list[Message], *, n: int, temperature: float, max_tokens: int,
                 seed: int | None, usage: Usage | None, timings: dict[str, float] | None,
-                timing_key: str, shared_prefix: str | None = None) -> list[Completion]:
+                timing_key: str, shared_prefix: str | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[Completion]:
+    raise_if_stopped(should_stop)  # polled between model calls; the backend polls it during the call
     started = time.perf_counter()
     # Backends that keep prompt states (the embedded one's prompt cache) are told where the shared part ends.
-    extra = {"shared_prefix": shared_prefix} if shared_prefix and getattr(llm, "supports_shared_prefix", False) else {}
+    extra: dict[str, object] = (
+        {"shared_prefix": shared_prefix} if shared_prefix and getattr(llm, "supports_shared_prefix", False) else {})
+    if should_stop is not None:  # only when given: LLM doubles written before the hook keep working
+        extra["should_stop"] = should_stop
     completions = llm.complete(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, **extra)
     if timings is not None:
         timings[timing_key] = timings.get(timing_key, 0.0) + time.perf_counter() - started
@@ -115,12 +121,14 @@ def greedy_draft(
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
     shared_prefix: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Draft | None:
     """The greedy (temperature 0) draft for `messages`; its seconds go to ``timings["generate.greedy"]``.
-    None when the backend returned nothing. `shared_prefix`: see `prompt.schema_block`."""
+    None when the backend returned nothing. `shared_prefix`: see `prompt.schema_block`. `should_stop`: the
+    cancel hook (Cancelled)."""
     completions = _timed_call(llm, messages, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed,
                               usage=usage, timings=timings, timing_key="generate.greedy",
-                              shared_prefix=shared_prefix)
+                              shared_prefix=shared_prefix, should_stop=should_stop)
     return draft_from_completion(sample_origin(0, cot=cot), completions[0]) if completions else None
 
 
@@ -137,6 +145,7 @@ def sample_drafts(
     usage: Usage | None = None,
     timings: dict[str, float] | None = None,
     shared_prefix: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Draft]:
     """Samples number `first` .. `first + count - 1` at `temperature`, from ONE `complete` call (backends
     that share the prompt prefill across a call's samples pay for it once). A call's samples draw from
@@ -147,5 +156,5 @@ def sample_drafts(
     call_seed = None if seed is None else seed + first - 1
     completions = _timed_call(llm, messages, n=count, temperature=temperature, max_tokens=max_tokens,
                               seed=call_seed, usage=usage, timings=timings, timing_key="generate.samples",
-                              shared_prefix=shared_prefix)
+                              shared_prefix=shared_prefix, should_stop=should_stop)
     return [draft_from_completion(sample_origin(first + j, cot=cot), c) for j, c in enumerate(completions)]

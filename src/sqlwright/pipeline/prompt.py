@@ -5,6 +5,11 @@ user message opens with the schema rendering and ends with the question. Two que
 database (and the n samples of one question) therefore share the longest possible token prefix, which
 the embedded backend prefills once.
 
+With earlier turns of a conversation (pipeline/conversation.py), the first user message holds the schema,
+the examples and notes and the first earlier question; each earlier SQL follows as the assistant's turn; the
+new question comes last, marked as a follow-up, with its value hints and evidence. The system message and the
+schema block open the prompt exactly as they do without turns.
+
 Two modes: plain (reply with the SQL only, in a ```sql block) and chain-of-thought in the style of
 OmniSQL (reason step by step, then the final SQL in a ```sql block). Either way the model may reply
 ``-- UNANSWERABLE: <reason>`` when the schema cannot answer the question (see `extract.parse_reply`).
@@ -12,7 +17,13 @@ OmniSQL (reason step by step, then the final SQL in a ```sql block). Either way 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from sqlwright.llm.base import Message
+
+if TYPE_CHECKING:
+    from sqlwright.pipeline.conversation import Turn
 
 UNANSWERABLE_MARKER = "-- UNANSWERABLE:"
 
@@ -83,17 +94,58 @@ def user_message(
 ) -> str:
     """The user turn: schema first (shared prefix), then solved examples, notes, value hints and evidence,
     the question last. `examples` and `notes` are rendered blocks (pipeline/examples.py)."""
-    parts = [schema_block(schema_text, dialect=dialect)]
+    parts = [schema_block(schema_text, dialect=dialect), *_database_parts(examples, notes),
+             *_question_parts(value_hints, evidence), f"Question:\n{question.strip()}"]
+    return "\n\n".join(parts)
+
+
+FOLLOW_UP_NOTE = ("This question follows up on the questions above and may refer to them (their tables, "
+                  "filters, groupings or results). Write one complete query that answers it on its own.")
+
+
+def _database_parts(examples: str | None, notes: str | None) -> list[str]:
+    """The blocks about the database as a whole: solved examples and notes."""
+    parts = []
     if examples and examples.strip():
         parts.append(f"Examples of questions about this database and SQL that answers them:\n{examples.strip()}")
     if notes and notes.strip():
         parts.append(f"Notes from the people who use this database:\n{notes.strip()}")
+    return parts
+
+
+def _question_parts(value_hints: str | None, evidence: str | None) -> list[str]:
+    """The blocks about the question being asked: matching database values and evidence."""
+    parts = []
     if value_hints and value_hints.strip():
         parts.append(f"Values in the database that match words of the question:\n{value_hints.strip()}")
     if evidence and evidence.strip():
         parts.append(f"Hints and external knowledge:\n{evidence.strip()}")
-    parts.append(f"Question:\n{question.strip()}")
-    return "\n\n".join(parts)
+    return parts
+
+
+def conversation_messages(
+    schema_text: str,
+    turns: Sequence[Turn],
+    question: str,
+    *,
+    dialect: str,
+    value_hints: str | None = None,
+    evidence: str | None = None,
+    examples: str | None = None,
+    notes: str | None = None,
+) -> list[Message]:
+    """The user and assistant messages of a follow-up: the schema block, examples and notes, then each
+    earlier question with its SQL as the assistant's reply, then the new question, marked as a follow-up."""
+    first = [schema_block(schema_text, dialect=dialect), *_database_parts(examples, notes),
+             f"Question:\n{turns[0].question.strip()}"]
+    messages: list[Message] = [{"role": "user", "content": "\n\n".join(first)}]
+    for i, turn in enumerate(turns):
+        messages.append({"role": "assistant", "content": turn.reply()})
+        if i + 1 < len(turns):
+            messages.append({"role": "user", "content": f"Question:\n{turns[i + 1].question.strip()}"})
+    last = [*_question_parts(value_hints, evidence), FOLLOW_UP_NOTE, f"Question:\n{question.strip()}"]
+    messages.append({"role": "user", "content": "\n\n".join(last)})
+    return messages
 
 
 def build_messages(
@@ -106,10 +158,17 @@ def build_messages(
     cot: bool = False,
     examples: str | None = None,
     notes: str | None = None,
+    turns: Sequence[Turn] = (),
 ) -> list[Message]:
-    """The chat messages asking for the SQL that answers `question` over `schema_text`."""
+    """The chat messages asking for the SQL that answers `question` over `schema_text`; with `turns`, as a
+    follow-up of those earlier questions (`conversation_messages`)."""
+    system: Message = {"role": "system", "content": system_message(dialect, cot=cot)}
+    if turns:
+        return [system, *conversation_messages(schema_text, turns, question, dialect=dialect,
+                                               value_hints=value_hints, evidence=evidence, examples=examples,
+                                               notes=notes)]
     return [
-        {"role": "system", "content": system_message(dialect, cot=cot)},
+        system,
         {"role": "user", "content": user_message(schema_text, question, dialect=dialect, value_hints=value_hints,
                                                  evidence=evidence, examples=examples, notes=notes)},
     ]

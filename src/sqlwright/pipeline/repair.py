@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from sqlwright.db.schema import Schema
-from sqlwright.llm.base import LLM, Message
+from sqlwright.llm.base import LLM, Message, raise_if_stopped
 from sqlwright.pipeline.error_hints import schema_hint
 from sqlwright.pipeline.execute import NO_SQL_ERROR, Executor
 from sqlwright.pipeline.generate import Usage, draft_from_completion
@@ -105,13 +106,17 @@ def repair_candidates(
     usage: Usage | None = None,
     only_without_answer: bool = False,
     schema: Schema | None = None,
+    on_repair: Callable[[Candidate], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Candidate]:
     """The pool with repair candidates appended. `messages` are the prompt the pool was generated from.
 
     Each round repairs the candidates that need it and were not tried yet (in round 2, the failing
     repairs of round 1), up to `max_repairs` model calls in all. With `only_without_answer`, repairs go
     on only while no voting candidate has executed successfully: the first repair that runs ends them.
-    `schema` lets a database error's unknown column or table be located for the model (error_hints.py)."""
+    `schema` lets a database error's unknown column or table be located for the model (error_hints.py).
+    `on_repair` is called with each repair candidate once executed; `should_stop` is polled before each model
+    call and passed to the backend (Cancelled)."""
     pool = list(pool)
     dialect = executor.db.dialect
     attempted: set[int] = set()
@@ -141,10 +146,12 @@ def repair_candidates(
                 log.debug("repairs stopped: a repair ran")
                 break
             source = pool[indices[0]]
+            raise_if_stopped(should_stop)
+            extra = {} if should_stop is None else {"should_stop": should_stop}
             completions = llm.complete(
                 repair_messages(messages, source.sql, obs, dialect=dialect, reply=source.reply,
                                 may_be_right=source.error is None),
-                n=1, temperature=0.0, max_tokens=max_tokens, seed=seed,
+                n=1, temperature=0.0, max_tokens=max_tokens, seed=seed, **extra,
             )
             calls += 1
             attempted.update(indices)
@@ -162,5 +169,8 @@ def repair_candidates(
                 log.debug("repair of %r returned it unchanged", source.sql)
                 continue
             for j in indices:
-                pool.append(executor.candidate(replace(draft, origin=f"repair-of-{j}")))
+                repaired = executor.candidate(replace(draft, origin=f"repair-of-{j}"))
+                pool.append(repaired)
+                if on_repair is not None:
+                    on_repair(repaired)
     return pool

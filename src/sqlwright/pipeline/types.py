@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas
+
     from sqlwright.pipeline.examples import Demonstration, NoteHint
 
 
@@ -47,6 +49,23 @@ class Answer:
     undrawn: int = 0  # candidates not drawn because the vote was already decided (pipeline/draw.py)
     examples: tuple[Demonstration, ...] = ()  # stored examples shown to the model (pipeline/examples.py)
     notes: tuple[NoteHint, ...] = ()  # stored notes shown to the model
+    chart: dict | None = None  # a ChartSpec's to_dict() chosen from the result (pipeline/chart.py), or None
+    summary: str | None = None  # the answer in one sentence, when asked for (pipeline/summary.py)
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows an answer: the question, the SQL, the first rows, the chart (all escaped)."""
+        from sqlwright.pipeline.notebook import answer_html
+
+        return answer_html(self)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The result rows as a pandas DataFrame (decimals as floats; no columns when it abstained)."""
+        import pandas
+
+        records = [tuple(row) for row in self.rows]
+        if not records:
+            return pandas.DataFrame(columns=list(self.columns))
+        return pandas.DataFrame.from_records(records, columns=list(self.columns), coerce_float=True)
 
     def to_dict(self) -> dict:
         return {
@@ -64,6 +83,8 @@ class Answer:
             "undrawn": self.undrawn,
             "examples": [d.to_dict() for d in self.examples],
             "notes": [n.to_dict() for n in self.notes],
+            "chart": self.chart,
+            "summary": self.summary,
             "candidates": [
                 {
                     "sql": c.sql,
