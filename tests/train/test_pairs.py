@@ -26,7 +26,7 @@ from pairs_helpers import (
 )
 
 from sqlwright.db import open_database
-from sqlwright.errors import ConfigError, DatasetError
+from sqlwright.errors import ConfigError, DatasetError, SqlwrightError
 from sqlwright.eval.datasets.custom import CustomDataset
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline.ask import Engine
@@ -360,3 +360,14 @@ def test_an_evaluation_dataset_is_labelled_by_its_own_rule(tmp_path: Path, data_
     assert summary.records["dpo"] == 2
     sft = lines(tmp_path / "out" / "sft.jsonl")
     assert {r["difficulty"] for r in sft} == {"easy", "medium"} and {r["database"] for r in sft} == {"concert_singer"}
+
+
+def test_a_model_is_named_with_its_adapter(tmp_path: Path) -> None:
+    from sqlwright.train.pairs import model_label
+
+    assert model_label("qwen2.5-coder-0.5b", cache_dir=tmp_path) == "qwen2.5-coder-0.5b"
+    assert model_label("openai:big", "ignored.gguf", cache_dir=tmp_path) == "openai:big"  # a server takes none
+    not_an_adapter = tmp_path / "x.gguf"
+    not_an_adapter.write_bytes(b"not a gguf")
+    with pytest.raises(SqlwrightError, match="not a GGUF LoRA adapter"):
+        model_label("m", not_an_adapter, cache_dir=tmp_path)

@@ -85,6 +85,12 @@ def test_a_stopped_run_resumes_with_its_optimizer_state(tiny_model: TinyModel, s
     with pytest.raises(Exception, match="holds a run with other data") as info:
         train_sft(other, model=str(tiny_model.gguf_path), out_dir=out, max_steps=2, settings=settings, **FAST)
     assert info.value.exit_code == 2
+    # ...unless asked to start over: checkpoints and metrics of the old run go.
+    over = train_sft(other, model=str(tiny_model.gguf_path), out_dir=out, max_steps=1, resume=False,
+                     settings=settings, **FAST)
+    assert over.steps == 1 and over.stages[0].resumed_from == 0 and over.records == 3
+    assert sorted(step_losses(out / "metrics.jsonl")) == [1]
+    assert not (out / "checkpoints/all/checkpoint-2").exists()
 
 
 def test_the_curriculum_trains_easy_then_hard(tiny_model: TinyModel, settings, tmp_path):

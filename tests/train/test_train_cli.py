@@ -113,6 +113,10 @@ def _bad_inputs(tmp_path: Path, shop: Path) -> dict[str, tuple[list[str], str]]:
         "unknown pairing": (["train", "pairs", str(data), *out, "--pairing", "closest"], "unknown pairing 'closest'"),
         "model and teacher": (["train", "pairs", str(data), *out, "-m", "a", "--teacher", "openai:b"],
                               "not both"),
+        "teacher and lora": (["train", "pairs", str(data), *out, "--teacher", "openai:b", "--lora", "a.gguf"],
+                             "give it with --model, not --teacher"),
+        "missing lora": (["train", "pairs", str(data), *out, "-m", "tiny", "--lora", str(tmp_path / "none.gguf")],
+                         "LoRA adapter not found"),
         "csv": (["train", "pairs", str(data), *out, "--format", "csv"], "table or json"),
         "no question selected": (["train", "pairs", str(data), *out, "--limit", "0"], "no questions selected"),
         "excot pairs malformed": (["train", "excot", str(data), "-m", "x", "--heldout", str(data), *out, "--pairs",
@@ -124,7 +128,7 @@ def _bad_inputs(tmp_path: Path, shop: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.mark.parametrize("case", ["no gold", "synth without gold", "unknown database", "database not in --db-dir",
                                   "bad --db", "unverified only", "missing data", "unknown pairing",
-                                  "model and teacher", "csv", "no question selected", "excot pairs malformed",
+                                  "model and teacher", "teacher and lora", "missing lora", "csv", "no question selected", "excot pairs malformed",
                                   "excot held-out overlap"])
 def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path: Path, shop: Path, no_model,
                                           case: str) -> None:
@@ -164,8 +168,9 @@ def test_pairs_needs_no_train_extra(capsys, monkeypatch, tmp_path: Path, shop: P
 
 def test_train_excot_runs_the_loop_and_reports_the_best_round(capsys, monkeypatch, tmp_path: Path, shop: Path,
                                                               no_model) -> None:
-    import sqlwright.train.excot as excot_module
     from test_excot import FakeSteps
+
+    import sqlwright.train.excot as excot_module
 
     data = write_jsonl_dataset(tmp_path / "q.jsonl", shop)
     heldout = write_jsonl_dataset(tmp_path / "h.jsonl", shop, [("h", "How many orders?", "SELECT count(*) FROM orders",

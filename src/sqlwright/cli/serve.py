@@ -11,7 +11,16 @@ import threading
 import typer
 
 from sqlwright.cli.app import app, err_console, handle_errors
-from sqlwright.cli.ask import BASE_URL, DB_HELP
+from sqlwright.cli.ask import (
+    ABSTAIN_BELOW,
+    BASE_URL,
+    CANDIDATES,
+    DB_HELP,
+    EXAMPLES,
+    GREEDY,
+    LORA,
+    pipeline_overrides,
+)
 from sqlwright.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,11 @@ def serve(
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned per statement at most."),
     max_body: int = typer.Option(1_000_000, "--max-body", min=1_000, help="Largest request body, in bytes."),
+    candidates: int = CANDIDATES,
+    greedy: bool = GREEDY,
+    examples: int = EXAMPLES,
+    abstain_below: float = ABSTAIN_BELOW,
+    lora: str = LORA,
 ) -> None:
     """Serve the HTTP API, the web page (/) and the API docs (/docs) over your databases and one model.
 
@@ -84,7 +98,11 @@ def serve(
     from sqlwright.serve.databases import DatabaseSet
     from sqlwright.store import open_state_store
 
-    settings = load_settings(model=model, base_url=base_url, timeout=timeout, max_rows=max_rows)
+    from sqlwright.pipeline import AskOptions
+
+    options = AskOptions(**pipeline_overrides(candidates, None, False, abstain_below, False, greedy,
+                                              examples=examples))
+    settings = load_settings(model=model, base_url=base_url, timeout=timeout, max_rows=max_rows, lora=lora)
     sock = listening_socket(host, port)
     service = None
     try:
@@ -96,7 +114,7 @@ def serve(
         except BaseException:
             databases.close()
             raise
-        service = Service(databases, llm, store, settings, queue_size=queue, deadline=deadline,
+        service = Service(databases, llm, store, settings, options=options, queue_size=queue, deadline=deadline,
                           summarize=summarize, model_name=settings.model)
         asgi = create_app(service, token=token, allowed_hosts=allowed_host_names(host, allow_host or ()),
                           max_body_bytes=max_body)

@@ -107,6 +107,8 @@ def pairs(
     pairs_per_question: int = typer.Option(1, "--pairs-per-question", min=1, help="DPO pairs per question, at most."),
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, max=2.0, help="Sampling temperature."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (same seed, same candidates)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Tokens per reply (default as ask: 512, "
+                                   "1280 with --cot)."),
     kind: str = KIND,
     db_dir: Path = DB_DIR,
     db: list[str] = DB_MAP,
@@ -129,8 +131,10 @@ def pairs(
     _check_format(fmt, "pairs")
     if model is not None and teacher is not None:
         raise ConfigError("give --model (on-policy) or --teacher (off-policy), not both")
+    if teacher is not None and lora is not None:
+        raise ConfigError("--lora is the sampling model's adapter: give it with --model, not --teacher")
     options = PairsOptions(k=k, temperature=temperature, cot=cot, pairing=pairing.strip().lower(),
-                           pairs_per_question=pairs_per_question, seed=seed, timeout=timeout)
+                           pairs_per_question=pairs_per_question, seed=seed, timeout=timeout, max_tokens=max_tokens)
     with open_data(data, kind, dialect=dialect, db_dir=db_dir, db=db,
                    include_unverified=include_unverified) as dataset:
         examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
@@ -143,7 +147,7 @@ def pairs(
 
         settings = load_settings(base_url=base_url, lora=lora)
         name = teacher or model or settings.model
-        label = model_label(name, settings.lora)  # the model and its adapter bind the work file
+        label = model_label(name, settings.lora, settings.cache_dir)  # the model and its adapter bind the work file
         llm = load_model(name, base_url, lora)
         weak = load_model(weak_model, base_url) if weak_model is not None else None
         bar, show = _pairs_bar(not no_progress and fmt is OutputFormat.table, len(examples))

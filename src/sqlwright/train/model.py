@@ -69,12 +69,15 @@ def resolve_base(model: str, settings: Settings | None = None) -> BaseModelFile:
 
 
 def set_threads(settings: Settings | None = None) -> int:
-    """Give torch an explicit thread count (settings.threads, else every CPU) and return it: torch's own
-    default may count hyper-threads or ignore the process's CPU affinity."""
+    """Give torch an explicit thread count and return it: settings.threads, else OMP_NUM_THREADS (what
+    `accelerate launch` gives each of its processes), else every CPU this process may run on (torch's own
+    default may ignore the process's CPU affinity)."""
     import torch
 
     settings = settings or load_settings()
-    threads = settings.threads or len(os.sched_getaffinity(0)) or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    from_omp = int(omp) if omp.isdigit() else 0
+    threads = settings.threads or from_omp or len(os.sched_getaffinity(0)) or 1
     torch.set_num_threads(threads)
     return threads
 

@@ -126,15 +126,23 @@ class PairsSummary:
         return data
 
 
-def model_label(name: str | None, lora: str | Path | None = None) -> str | None:
-    """What records and work files call a model: its name, and with a LoRA adapter the adapter's sha256 too
-    (another adapter is another model: its samples must not resume this one's)."""
-    if lora is None:
+def model_label(name: str, lora: str | Path | None = None, cache_dir: Path | None = None) -> str:
+    """What records and work files call a model: its name, and when an adapter applies (`lora`, or a named
+    adapter model's own) the adapter's sha256 too: another adapter is another model, whose samples must not
+    resume this one's. A model on a server (openai:NAME) takes no adapter."""
+    from sqlwright.llm import OPENAI_PREFIX
+
+    if name.startswith(OPENAI_PREFIX):
         return name
-    from sqlwright.llm.adapters import read_adapter
+    from sqlwright.llm.adapters import read_adapter, resolve_adapter
     from sqlwright.llm.models import file_sha256
 
-    return f"{name}+lora:{file_sha256(read_adapter(lora).path)[:16]}"
+    if cache_dir is None:
+        from sqlwright.config import load_settings
+
+        cache_dir = load_settings().cache_dir
+    _base, adapter = resolve_adapter(name, lora, cache_dir)
+    return name if adapter is None else f"{name}+lora:{file_sha256(read_adapter(adapter).path)[:16]}"
 
 
 # --- pairing -----------------------------------------------------------------------------------------------

@@ -163,9 +163,6 @@ class PairsWorkFile:
             " gold_sql, gold_reply FROM questions ORDER BY position, id").fetchall()
         return [QuestionRow(*r[:10], json.loads(r[10]) if r[10] else None, r[11], r[12]) for r in rows]
 
-    def question(self, question_id: str) -> QuestionRow | None:
-        return next((q for q in self.questions() if q.id == question_id), None)
-
     def sampled(self, role: str) -> set[str]:
         """Ids of the questions whose `role` candidates are recorded."""
         return {r[0] for r in self.conn.execute("SELECT DISTINCT id FROM candidates WHERE role = ?", (role,))}
