@@ -95,10 +95,9 @@ def serve(
         raise UserError(f"serving needs the serve extra ({exc.name} is missing): pip install "
                            "'sqlwright[serve]'") from exc
     from sqlwright.llm import load_llm
+    from sqlwright.pipeline import AskOptions
     from sqlwright.serve.databases import DatabaseSet
     from sqlwright.store import open_state_store
-
-    from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, None, False, abstain_below, False, greedy,
                                               examples=examples))
