@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import sqlite3
 import threading
 import time
@@ -22,7 +20,7 @@ from sqlwright.llm.base import Completion, raise_if_stopped
 from sqlwright.llm.mock import ScriptedLLM
 from sqlwright.pipeline import AskOptions
 from sqlwright.serve.databases import DatabaseSet
-from sqlwright.serve.mcp import build_mcp_server, close_mcp_server, json_cell
+from sqlwright.serve.mcp import build_mcp_server, close_mcp_server
 from sqlwright.store import open_state_store
 
 READ_ONLY_TOOLS = {"ask", "generate_sql", "run_sql", "validate_sql", "search_schema", "describe_table",
@@ -316,11 +314,3 @@ def test_add_example_stores_a_checked_pair(serve, sqlite_testdb, settings):
             key = database_key(db)
         assert [(e.question, e.source) for e in store.examples(key)] == [("How many singers?", "taught")]
 
-
-def test_json_cell():
-    assert json_cell(decimal.Decimal("9.50")) == 9.5
-    assert json_cell(decimal.Decimal("12")) == 12 and isinstance(json_cell(decimal.Decimal("12")), int)
-    assert json_cell(dt.date(2024, 1, 2)) == "2024-01-02"
-    assert json_cell(b"\x00\xff") == "00ff"
-    assert json_cell(float("nan")) == "nan"
-    assert json_cell((1, dt.datetime(2024, 1, 2, 3, 4))) == [1, "2024-01-02T03:04:00"]

@@ -8,13 +8,11 @@ import datetime as _dt
 import decimal
 import logging
 import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlwright.db.base import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, MAX_ROWS_LIMIT, Database
 from sqlwright.db.dialects import Dialect
@@ -22,6 +20,7 @@ from sqlwright.db.guard import check_sql
 from sqlwright.db.result import Result
 from sqlwright.db.schema import Schema
 from sqlwright.errors import ConfigError, QueryFailed, QueryTimeout
+from sqlwright.urls import mask_url  # noqa: F401  (re-exported: db.backend.mask_url)
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +56,6 @@ def one_line(text: object) -> str:
     """A library error message as one line (drivers add hints, carets and context lines)."""
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[0] if lines else type(text).__name__
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for display and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # an unclosed IPv6 bracket: mask `user:secret@` by its shape
-        return re.sub(r"^([^:/?#]*://[^:/?#@]*):[^/?#@]*@", r"\1:***@", url)
-    if password is None:
-        return url
-    # The host and port as written: a bad port must not stop the masking (parts.port would raise).
-    userinfo, _, host_port = parts.netloc.rpartition("@")
-    netloc = f"{userinfo.partition(':')[0]}:***@{host_port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Watchdog:

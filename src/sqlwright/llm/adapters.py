@@ -20,13 +20,13 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlwright.errors import AdapterMismatch, ConfigError, ModelMissing, UnknownModel
+from sqlwright.files import atomic_path
 
 KEY_BASE = "sqlwright.base"
 KEY_BASE_SHA256 = "sqlwright.base_sha256"
@@ -186,18 +186,9 @@ def adapter_models(cache_dir: Path) -> dict[str, AdapterModel]:
 
 
 def _write_registry(cache_dir: Path, models: dict[str, AdapterModel]) -> None:
-    path = _registry_path(cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".models.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({name: m.as_dict() for name, m in sorted(models.items())}, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(_registry_path(cache_dir)) as tmp:
+        tmp.write_text(json.dumps({name: m.as_dict() for name, m in sorted(models.items())}, indent=2) + "\n",
+                       encoding="utf-8")
 
 
 def add_adapter_model(name: str, base: str, lora: str | Path, cache_dir: Path) -> AdapterModel:
@@ -223,17 +214,8 @@ def add_adapter_model(name: str, base: str, lora: str | Path, cache_dir: Path) -
     check_adapter_base(info, base, base_sha256)
     lora_sha256 = file_sha256(info.path)
     target = Path(cache_dir) / "adapters" / f"{name}-{lora_sha256[:12]}.gguf"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(info.path, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     entry = AdapterModel(
         name=name, base=base_ref, lora=str(target),
         lora_sha256=lora_sha256, base_sha256=base_sha256, source=str(info.path.resolve()),

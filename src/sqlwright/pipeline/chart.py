@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
-from sqlwright.pipeline.events import json_safe
+from sqlwright.store.jsonsafe import json_safe
 
 ChartKind = Literal["bar", "line", "point"]
 FieldType = Literal["nominal", "temporal", "quantitative"]

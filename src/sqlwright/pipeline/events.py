@@ -17,15 +17,12 @@ break the answer: the error is logged and the pipeline goes on (a callback that 
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import logging
-import math
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from sqlwright.errors import Cancelled
+from sqlwright.store.jsonsafe import json_safe
 
 if TYPE_CHECKING:
     from sqlwright.pipeline.types import Candidate
@@ -34,35 +31,6 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[str, dict], None]
 EVENT_KINDS = ("schema", "examples", "candidate", "repair", "vote", "summary", "answer")
-
-
-def json_safe(value: object) -> object:
-    """`value` with every part JSON can hold as it is, and the rest converted: dates and times to ISO text,
-    decimals to numbers, bytes to hex, non-finite floats to "NaN"/"Infinity"/"-Infinity", tuples to lists,
-    anything else to its text."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return json_safe(float(value))
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
-    return str(value)
 
 
 def candidate_event(candidate: Candidate) -> dict:

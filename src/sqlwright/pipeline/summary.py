@@ -12,8 +12,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 from sqlwright.llm.base import LLM, Message, raise_if_stopped
-from sqlwright.pipeline.events import json_safe
 from sqlwright.pipeline.generate import Usage
+from sqlwright.store.jsonsafe import json_safe
 
 SUMMARY_MAX_TOKENS = 96  # one sentence
 SUMMARY_MAX_CHARS = 400  # a longer "sentence" is cut at a word

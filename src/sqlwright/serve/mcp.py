@@ -20,16 +20,12 @@ abandons by going away) stops the model at its next token.
 # No `from __future__ import annotations`: the SDK reads each tool's signature when it is registered, and
 # the tools' argument types are built at run time (the database names go into their descriptions).
 
-import datetime as _dt
-import decimal
 import difflib
 import functools
 import inspect
 import logging
-import math
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -62,6 +58,7 @@ from sqlwright.pipeline.ask import checked_question, require_tables
 from sqlwright.serve.databases import DatabaseSet
 from sqlwright.serve.security import RequestGuard, allowed_host_names, check_bind
 from sqlwright.store import StateStore, open_state_store
+from sqlwright.store.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,32 +171,8 @@ class ExampleInfo(BaseModel):
     sql: str
 
 
-def json_cell(value: object) -> object:
-    """A result cell as JSON can carry it: decimals as numbers, dates as ISO text, bytes as hex, non-finite
-    floats as text."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return str(value)
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, _dt.date | _dt.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [json_cell(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_cell(v) for k, v in value.items()}
-    if isinstance(value, uuid.UUID | _dt.timedelta):
-        return str(value)
-    return str(value)
-
-
 def _rows(rows: Iterable[Iterable[object]], limit: int) -> list[list[Any]]:
-    return [[json_cell(v) for v in row] for row, _ in zip(rows, range(limit), strict=False)]
+    return [[json_safe(v) for v in row] for row, _ in zip(rows, range(limit), strict=False)]
 
 
 class SqlwrightTools:
@@ -327,7 +300,7 @@ class SqlwrightTools:
                 else:
                     value = next((s for s in column.samples if needle in str(s).lower()), None)
                     if value is not None:
-                        add(table.name, column.name, column.type, "sample value", json_cell(value))
+                        add(table.name, column.name, column.type, "sample value", json_safe(value))
         return SchemaSearch(db=name, term=term, matches=matches[:MAX_SEARCH_MATCHES],
                             truncated=len(matches) > MAX_SEARCH_MATCHES)
 
@@ -341,7 +314,7 @@ class SqlwrightTools:
             db=name, name=found.name, comment=found.comment, row_count=found.row_count,
             primary_key=list(found.primary_key),
             columns=[ColumnInfo(name=c.name, type=c.type, nullable=c.nullable, primary_key=c.primary_key,
-                                comment=c.comment, samples=[json_cell(s) for s in c.samples])
+                                comment=c.comment, samples=[json_safe(s) for s in c.samples])
                      for c in found.columns],
             foreign_keys=[ForeignKeyInfo(columns=list(fk.columns), ref_table=fk.ref_table,
                                          ref_columns=list(fk.ref_columns)) for fk in found.foreign_keys],
@@ -632,7 +605,6 @@ __all__ = [
     "SqlwrightTools",
     "build_mcp_server",
     "close_mcp_server",
-    "json_cell",
     "mcp_http_app",
     "run_http",
     "run_stdio",

@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlwright.errors import StateStoreError
+from sqlwright.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -161,21 +162,6 @@ PG_SCHEMES = ("postgresql", "postgres")
 _URL_SHAPE = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
 
 _CONNECT_NOISE = re.compile(r"^(connection failed: )?(connection to server at [^:]* failed: )?(FATAL: +)?")
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password (in the user part or a `password=` parameter) replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # an unclosed IPv6 bracket: mask `user:secret@` by its shape
-        return re.sub(r"^([^:/?#]*://[^:/?#@]*):[^/?#@]*@", r"\1:***@", url)
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, host_port = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{host_port}"
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query, flags=re.IGNORECASE)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def is_postgres_url(text: object) -> bool:

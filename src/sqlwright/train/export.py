@@ -19,13 +19,11 @@ product added; F16 or F32), optionally quantized afterwards with llama.cpp's own
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import numpy as np
 
 from sqlwright.config import Settings, load_settings
 from sqlwright.errors import AdapterMismatch, UserError
+from sqlwright.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -288,22 +287,6 @@ def _check_shapes(adapter: PeftAdapter, base: GGUFBase) -> None:
 
 
 # --- writing -----------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_path(out_path: Path) -> Iterator[Path]:
-    """A temporary path next to `out_path`, renamed onto it when the block succeeds, removed otherwise."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _common_alpha(pairs: Sequence[LoraPair]) -> float | None:
     """The alpha with scale = alpha / rank for every pair (what llama.cpp computes), or None."""
     alphas = {round(p.scale * p.rank, 6) for p in pairs}
@@ -324,7 +307,7 @@ def export_gguf_adapter(adapter_dir: str | Path, out_path: str | Path, *, base: 
     adapter = read_peft_adapter(adapter_dir, base_file.arch, base_file.block_count)
     _check_shapes(adapter, base_file)
     alpha = _common_alpha(adapter.pairs)
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         writer = gguf.GGUFWriter(str(tmp), base_file.arch)
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_name(f"LoRA {adapter_dir.name} for {Path(base_file.name).name}")
@@ -370,7 +353,7 @@ def merge_adapter(adapter_dir: str | Path, out_path: str | Path, *, base: str | 
     reader = gguf.GGUFReader(str(base_file.path))
     float_type = gguf.GGMLQuantizationType.F16 if outtype == "f16" else gguf.GGMLQuantizationType.F32
     target = out_path if quantize is None else out_path.with_name(out_path.name + f".{outtype}.tmp")
-    with _atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         writer = gguf.GGUFWriter(str(tmp), base_file.arch)
         _copy_metadata(reader, writer, outtype)
         writer.add_string(KEY_MERGED_ADAPTER, str(adapter_dir.resolve()))
@@ -423,7 +406,7 @@ def quantize_gguf(source: Path, out_path: Path, kind: str) -> Path:
     params.nthread = load_settings().threads or os.cpu_count() or 1
     from sqlwright.llm.llamacpp import _quiet
 
-    with _atomic_path(out_path) as tmp, _quiet(True):
+    with atomic_path(out_path) as tmp, _quiet(True):
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
         if status != 0:
             raise UserError(f"llama.cpp could not quantize {source} to {kind} (status {status})")
