@@ -1,4 +1,4 @@
-"""The command line: `sqlwright ask|sql|schema|models|eval|examples|notes|learn|synth`. One module per command group."""
+"""The command line: `sqlwright ask|sql|schema|models|eval|examples|notes|learn|synth|serve|chat|mcp|train`. One module per command group."""
 
 import sys
 
