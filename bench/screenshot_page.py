@@ -1,11 +1,12 @@
 """Screenshot of the web page after an answer with a chart (the README's docs/serve-screenshot.png).
 
-Serves the bundled sample database with the HTTP app and a scripted model (no real model is loaded: the
-picture shows the page, not a model's skill) on a loopback port, asks a question in Debian's headless
+Serves the bundled sample database with the HTTP app and a model — a scripted one by default (the picture
+then shows the page, not a model's skill), or a real one with `--model NAME` (the default pipeline) — on a
+loopback port, asks a question in Debian's headless
 Chromium and saves the whole page as a PNG. Nothing is written to your state or cache directories.
 
     .venv/bin/python bench/screenshot_page.py [--out docs/serve-screenshot.png] [--width 1280] [--height 1450]
-                                              [--dark]
+                                              [--dark] [--model qwen2.5-coder-1.5b]
 
 Needs the serve and dev extras (FastAPI, uvicorn, selenium) and `apt-get install chromium chromium-driver`.
 """
@@ -30,7 +31,7 @@ GROUP BY month
 ORDER BY month"""
 
 
-def serve_sample(folder: Path):
+def serve_sample(folder: Path, model: str | None = None):
     """(uvicorn server, its thread, its URL, the service): the sample database, a scripted model that answers
     QUESTION with SQL, state and cache in `folder`."""
     import uvicorn
@@ -43,10 +44,18 @@ def serve_sample(folder: Path):
     from sqlwright.serve.service import Service
     from sqlwright.store import open_state_store
 
-    settings = load_settings(state_dir=folder / "state", cache_dir=folder / "cache", state_url=None)
-    llm = ScriptedLLM([f"```sql\n{SQL}\n```"])
+    if model is None:
+        settings = load_settings(state_dir=folder / "state", cache_dir=folder / "cache", state_url=None)
+        llm = ScriptedLLM([f"```sql\n{SQL}\n```"])
+        options = AskOptions.greedy(examples=0, notes=0)
+    else:  # the real model from the usual cache (assembled models, prompt states), no state of yours
+        from sqlwright.llm import load_llm
+
+        settings = load_settings(state_dir=folder / "state", state_url=None)
+        llm = load_llm(model, settings)
+        options = AskOptions(examples=0, notes=0)
     service = Service(DatabaseSet.open(["sample"], settings), llm, open_state_store(settings), settings,
-                      options=AskOptions.greedy(examples=0, notes=0))
+                      options=options, model_name=model or "scripted")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -88,6 +97,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1450, help="cut the picture at this height (0: the whole "
                         "page)")
     parser.add_argument("--dark", action="store_true", help="the page's dark colour scheme")
+    parser.add_argument("--model", default=None, help="a real model to answer (default: a scripted one)")
+    parser.add_argument("--question", default=QUESTION)
     args = parser.parse_args()
 
     from selenium.webdriver.common.by import By
@@ -95,13 +106,13 @@ def main() -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     with tempfile.TemporaryDirectory(prefix="sqlwright-shot-") as tmp:
-        server, thread, url, service = serve_sample(Path(tmp))
+        server, thread, url, service = serve_sample(Path(tmp), args.model)
         driver = browser(args.width, args.dark)
         try:
             driver.get(url)
-            wait = WebDriverWait(driver, 30, poll_frequency=0.05)
+            wait = WebDriverWait(driver, 30 if args.model is None else 300, poll_frequency=0.05)
             wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-            driver.find_element(By.ID, "question").send_keys(QUESTION, Keys.ENTER)
+            driver.find_element(By.ID, "question").send_keys(args.question, Keys.ENTER)
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-canvas svg"))
             driver.execute_script("document.activeElement.blur()")  # no focus ring in the picture
             height = driver.execute_script("return document.documentElement.scrollHeight")
