@@ -94,7 +94,7 @@ def add(
     from sqlwright.llm.adapters import add_adapter_model
 
     entry = add_adapter_model(name, base, lora, _settings().cache_dir)
-    console.print(f"added {entry.name}: {entry.base} + {entry.lora}", markup=False, highlight=False)
+    console.print(f"added {entry.name}: {entry.base} + {entry.lora}", markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("remove")

@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from sqlwright.train.model import (
     LORA_TARGET_MODULES,
     BaseModelFile,
     load_base,
-    offline,
+    quiet_libraries,
     read_adapter_meta,
     resolve_base,
     write_adapter_meta,
@@ -266,21 +265,6 @@ def training_args(ckpt_dir: Path, options: FitOptions, settings: Settings) -> di
     )
 
 
-def _quiet_libraries() -> None:
-    """No tqdm bars from transformers and datasets: the run draws its own (progress.py). And no Hub."""
-    offline()
-    import datasets
-    import huggingface_hub
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
-    huggingface_hub.utils.logging.set_verbosity_error()
-    # transformers 5 renamed gradient checkpointing; TRL still asks for it by the old name on every step.
-    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*", category=FutureWarning)
-
-
 def run_fit(method: Method, records_path: Path, records: list[dict], *, model: str, out_dir: Path,
             options: FitOptions, curriculum: bool = False, settings: Settings | None = None,
             console: Any = None) -> TrainReport:
@@ -305,7 +289,7 @@ def run_fit(method: Method, records_path: Path, records: list[dict], *, model: s
     if _is_main_process():
         _check_run(ckpt_root, run, options.resume)
 
-    _quiet_libraries()
+    quiet_libraries()
     from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint

@@ -103,9 +103,10 @@ def torch_logits(base_hf_dir: Path, adapter_dir: Path,
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # a few small tensors: a bar would only be noise
+    from sqlwright.train.model import quiet_libraries
+
+    quiet_libraries()  # a few small tensors: a progress bar or deprecation notes would only be noise
     base = AutoModelForCausalLM.from_pretrained(base_hf_dir, dtype=torch.float32, local_files_only=True)
     model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     with torch.no_grad():

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,21 @@ def offline() -> None:
     training run needs is in the GGUF. Set before transformers is first imported, which reads it then."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def quiet_libraries() -> None:
+    """No tqdm bars from transformers and datasets: the run draws its own (progress.py). And no Hub."""
+    offline()
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    huggingface_hub.utils.logging.set_verbosity_error()
+    # transformers 5 renamed gradient checkpointing; TRL still asks for it by the old name on every step.
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*", category=FutureWarning)
 
 
 @contextlib.contextmanager
