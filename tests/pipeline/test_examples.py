@@ -82,6 +82,19 @@ def test_nearest_examples_come_nearest_last_and_k_of_them() -> None:
     assert demos[-1].similarity >= demos[0].similarity
 
 
+def test_examples_below_the_similarity_floor_are_not_shown() -> None:
+    question = "How many singers do we have?"
+    everything = nearest_examples(question, POOL, k=4, embedder=WordEmbedder(), budget_tokens=10_000,
+                                  count_tokens=count)
+    scores = sorted(d.similarity for d in everything)
+    floor = (scores[-1] + scores[-2]) / 2  # between the nearest and the next
+    demos = nearest_examples(question, POOL, k=4, embedder=WordEmbedder(), budget_tokens=10_000,
+                             count_tokens=count, min_similarity=floor)
+    assert [d.id for d in demos] == [1] and demos[0].similarity >= floor
+    assert nearest_examples(question, POOL, k=4, embedder=WordEmbedder(), budget_tokens=10_000,
+                            count_tokens=count, min_similarity=1.0) == []
+
+
 def test_bm25_ranks_without_an_embedder() -> None:
     demos = nearest_examples("concerts held in 2015", POOL, k=1, embedder=None, budget_tokens=10_000,
                              count_tokens=count)

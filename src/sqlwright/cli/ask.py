@@ -47,6 +47,9 @@ GREEDY = typer.Option(False, "--greedy", help="One greedy candidate, no repair (
 EXAMPLES = typer.Option(None, "--examples", min=0, max=32,
                         help="Stored examples shown to the model, nearest the question first (0: none; "
                         "default 3 for ask, 0 for eval). Add them with `sqlwright examples add` or `learn`.")
+EXAMPLES_MIN_SIMILARITY = typer.Option(None, "--examples-min-similarity", min=0, max=1,
+                                       help="Show a stored example only when its question is at least this "
+                                       "similar to the new one (cosine, 0-1; default 0).")
 # The model server's limits (openai:NAME models), for `ask` and `eval`; see request_timeout in config.py.
 REQUEST_TIMEOUT = typer.Option(None, "--request-timeout",
                                help="Seconds the model server has to finish one completion (default 120).")
@@ -61,14 +64,15 @@ LORA = typer.Option(None, "--lora", help="A LoRA adapter (a GGUF from `sqlwright
 def pipeline_overrides(candidates: int | None, repair_rounds: int | None, no_linking: bool,
                        abstain_below: float | None, cot: bool, greedy: bool, no_values: bool = False,
                        repair_all: bool = False, all_candidates: bool = False,
-                       examples: int | None = None) -> dict:
+                       examples: int | None = None, examples_min_similarity: float | None = None) -> dict:
     """The ask pipeline's options given on the command line (shared by `ask` and `eval`)."""
     from sqlwright.pipeline import AskOptions
 
     base = AskOptions.greedy() if greedy else AskOptions()
     values = base.model_dump()
     for key, value in {"candidates": candidates, "repair_rounds": repair_rounds,
-                       "abstain_below": abstain_below, "examples": examples}.items():
+                       "abstain_below": abstain_below, "examples": examples,
+                       "examples_min_similarity": examples_min_similarity}.items():
         if value is not None:
             values[key] = value
     if no_linking:
@@ -113,6 +117,7 @@ def ask(
     cot: bool = COT,
     greedy: bool = GREEDY,
     examples: int = EXAMPLES,
+    examples_min_similarity: float = EXAMPLES_MIN_SIMILARITY,
     timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per SQL statement."),
     max_rows: int = typer.Option(None, "--max-rows", help="Rows returned at most."),
     base_url: str = BASE_URL,
@@ -123,7 +128,8 @@ def ask(
     from sqlwright.pipeline import AskOptions
 
     options = AskOptions(**pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                                    no_values, repair_all, all_candidates, examples))
+                                                    no_values, repair_all, all_candidates, examples,
+                                                    examples_min_similarity))
     with _connect(db, model=model, options=options, timeout=timeout, max_rows=max_rows, base_url=base_url,
                   request_timeout=request_timeout, connect_timeout=connect_timeout, lora=lora) as conn:
         if fmt is not OutputFormat.json:

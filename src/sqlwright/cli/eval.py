@@ -19,6 +19,7 @@ from sqlwright.cli.ask import (
     CONNECT_TIMEOUT,
     COT,
     EXAMPLES,
+    EXAMPLES_MIN_SIMILARITY,
     GREEDY,
     LORA,
     NO_LINKING,
@@ -159,6 +160,7 @@ def _make_command(kind: str):
         cot: bool = COT,
         greedy: bool = GREEDY,
         examples_k: int = EXAMPLES,
+        examples_min_similarity: float = EXAMPLES_MIN_SIMILARITY,
         base_url: str = BASE_URL,
         concurrency: int = typer.Option(1, "--concurrency", "-j", min=1, max=256, help=CONCURRENCY_HELP),
         request_timeout: float = REQUEST_TIMEOUT,
@@ -187,7 +189,8 @@ def _make_command(kind: str):
         # An evaluation shows stored examples only when asked to (--examples K): its figures must not depend
         # on what happens to be in the state directory.
         pipeline = pipeline_overrides(candidates, repair_rounds, no_linking, abstain_below, cot, greedy,
-                                      no_values, repair_all, all_candidates, examples_k or 0)
+                                      no_values, repair_all, all_candidates, examples_k or 0,
+                                      examples_min_similarity)
         if not examples_k:
             pipeline["notes"] = 0
         strict = {"strict": True} if sqleval_strict else {}  # the rule's name goes into the run's configuration

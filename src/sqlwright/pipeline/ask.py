@@ -91,6 +91,9 @@ class AskOptions(BaseModel):
     examples: int = Field(3, ge=0, le=32, description="Stored examples (taught, or learned and verified) shown "
                           "to the model: the ones whose questions are nearest this one (0: none).")
     examples_budget_tokens: int = Field(800, gt=0, description="Prompt tokens the examples may take.")
+    examples_min_similarity: float = Field(0.0, ge=0.0, le=1.0, description="Show a stored example only when its "
+                                           "question is at least this similar to the new one (embedding cosine; "
+                                           "0: the k nearest whatever their similarity).")
     notes: int = Field(5, ge=0, le=32, description="Stored notes (business definitions) shown to the model: "
                        "the ones nearest the question (0: none).")
 
@@ -240,7 +243,8 @@ class Engine:
             return [], []  # nothing stored: the embedding model is not even loaded
         embedder = load_default_embedder(self.cache_dir)
         demos = nearest_examples(question, stored, k=opts.examples, embedder=embedder,
-                                 budget_tokens=opts.examples_budget_tokens, count_tokens=self.llm.count_tokens)
+                                 budget_tokens=opts.examples_budget_tokens, count_tokens=self.llm.count_tokens,
+                                 min_similarity=opts.examples_min_similarity)
         hints = nearest_notes(question, notes, k=opts.notes, embedder=embedder,
                               budget_tokens=NOTES_BUDGET_TOKENS, count_tokens=self.llm.count_tokens)
         return demos, hints

@@ -115,9 +115,12 @@ def _ranked(scores: np.ndarray, taught: Sequence[bool]) -> list[int]:
 
 
 def nearest_examples(question: str, examples: Sequence[ExampleLike], *, k: int, embedder: Embedder | None,
-                     budget_tokens: int, count_tokens: Callable[[str], int]) -> list[Demonstration]:
+                     budget_tokens: int, count_tokens: Callable[[str], int],
+                     min_similarity: float = 0.0) -> list[Demonstration]:
     """The `k` usable examples nearest `question` whose rendering fits in `budget_tokens`, in prompt order
-    (least similar first, the nearest last). The same question asked twice is shown once (its best copy)."""
+    (least similar first, the nearest last). The same question asked twice is shown once (its best copy).
+    Examples less similar than `min_similarity` are not shown: an example about something else can pull the
+    model away from the question (bench/learn_lift.py measures it)."""
     pool = usable_examples(examples)
     if k <= 0 or not pool:
         return []
@@ -126,6 +129,8 @@ def nearest_examples(question: str, examples: Sequence[ExampleLike], *, k: int, 
     seen: set[tuple[str, str]] = set()
     used = 0
     for i in _ranked(scores, [e.source == TAUGHT for e in pool]):
+        if float(scores[i]) < min_similarity:
+            break  # ranked best first: the rest are further still
         example = pool[i]
         key = (example.question.strip().lower(), example.sql.strip())
         if key in seen:
