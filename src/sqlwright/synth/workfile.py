@@ -16,13 +16,13 @@ add up to the stage's cost (the datasheet's seconds per stage and pairs per CPU-
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlwright.errors import ConfigError, DatasetError
+from sqlwright.workfiles import open_work_database
 
 KIND = "sqlwright-synth"
 SCHEMA_VERSION = 1
@@ -122,38 +122,7 @@ class WorkFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise DatasetError(f"cannot use {self.path} as a work file: it is a directory")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self._check_kind()
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            with self.conn:
-                self.conn.executescript(_DDL)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('schema_version', ?), "
-                                  "('created', ?)", (KIND, str(SCHEMA_VERSION), str(time.time())))
-        except sqlite3.DatabaseError as exc:
-            self.conn.close()
-            raise DatasetError(f"cannot use {self.path} as a work file: {exc}") from exc
-
-    def _check_kind(self) -> None:
-        """Refuse a SQLite file that holds anything but a work file (an eval run file, someone's database)."""
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            return
-        kind = None
-        if "meta" in tables:
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'kind'").fetchone()
-            kind = row[0] if row else None
-        if kind != KIND:
-            self.conn.close()
-            raise DatasetError(f"{self.path} is not a sqlwright synthesis work file")
-        version = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if version and int(version[0]) > SCHEMA_VERSION:
-            self.conn.close()
-            raise DatasetError(f"{self.path} was written by a newer sqlwright (work file version {version[0]})")
+        self.conn = open_work_database(self.path, kind=KIND, label="synthesis", schema_version=SCHEMA_VERSION, ddl=_DDL)
 
     # --- meta -------------------------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:

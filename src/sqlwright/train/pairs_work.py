@@ -16,13 +16,13 @@ another `--pairing` on the same work file costs no model call.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlwright.errors import ConfigError, DatasetError
+from sqlwright.errors import ConfigError
+from sqlwright.workfiles import open_work_database
 
 KIND = "sqlwright-train-pairs"
 SCHEMA_VERSION = 1
@@ -86,30 +86,7 @@ class PairsWorkFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise DatasetError(f"cannot use {self.path} as a work file: it is a directory")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self._check_kind()
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            with self.conn:
-                self.conn.executescript(_DDL)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('schema_version', ?)",
-                                  (KIND, str(SCHEMA_VERSION)))
-        except sqlite3.DatabaseError as exc:
-            self.conn.close()
-            raise DatasetError(f"cannot use {self.path} as a work file: {exc}") from exc
-
-    def _check_kind(self) -> None:
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables:
-            return
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'kind'").fetchone() if "meta" in tables else None
-        if row is None or row[0] != KIND:
-            self.conn.close()
-            raise DatasetError(f"{self.path} is not a sqlwright train pairs work file")
+        self.conn = open_work_database(self.path, kind=KIND, label="train pairs", schema_version=SCHEMA_VERSION, ddl=_DDL)
 
     # --- configuration ----------------------------------------------------------------------------------
     def config(self, role: str) -> dict | None:
