@@ -231,6 +231,37 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """The pairs of every work file in --work (a stopped learn run too: nothing waits for a round's end) as
+    JSON Lines, and each database's yield (its datasheet: attempts, rejections, CPU seconds per stage)."""
+    from sqlwright.synth.dataset import datasheet, work_pairs
+    from sqlwright.synth.workfile import open_work_file
+
+    pairs, per_db = [], {}
+    for path in sorted(Path(args.work).glob("*.sqlite")):
+        with open_work_file(path, must_exist=True) as wf:
+            found = work_pairs(wf)
+            pairs += [p.to_json() | {"db_id": path.stem} for p in found]
+            sheet = datasheet(wf, found)
+        per_db[path.stem] = {"pairs": sheet["pairs"], "verified": sheet["verified"], "sql": sheet["sql"],
+                             "unverified": sheet["unverified"], "by_complexity": sheet["by_complexity"],
+                             "cpu_seconds": round(sheet["cpu_seconds"], 1),
+                             "stages": {k: {"items": v["items"], "cpu_seconds": round(v["cpu_seconds"], 1)}
+                                        for k, v in sheet["stages"].items()}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    cpu = sum(d["cpu_seconds"] for d in per_db.values())
+    verified = sum(d["verified"] for d in per_db.values())
+    totals = {"databases": len(per_db), "written": sum(d["sql"]["attempts"] for d in per_db.values()),
+              "kept": sum(d["sql"]["kept"] for d in per_db.values()), "pairs": len(pairs), "verified": verified,
+              "cpu_hours": round(cpu / 3600, 2), "verified_per_cpu_hour": round(3600 * verified / cpu, 1) if cpu else None}
+    print(json.dumps(totals))
+    _save(f"export-{args.label}", {"per_database": per_db, "totals": totals, "exported": str(out),
+                                   "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]])})
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,12 +282,17 @@ def main() -> int:
     leak_p = sub.choices["leakage"]
     leak_p.add_argument("--threshold", type=float, default=0.9)
     leak_p.add_argument("--dry-run", action="store_true")
+    exp_p = sub.add_parser("export")
+    exp_p.add_argument("--work", required=True, help="Folder of the learn run's work files.")
+    exp_p.add_argument("--out", required=True, help="JSON Lines file for the pairs (verified or not).")
+    exp_p.add_argument("--label", required=True)
     cmp_p = sub.add_parser("compare")
     cmp_p.add_argument("base", type=Path)
     cmp_p.add_argument("new", type=Path)
     cmp_p.add_argument("--label", required=True)
     args = parser.parse_args()
-    return {"learn": cmd_learn, "leakage": cmd_leakage, "compare": cmd_compare}[args.command](args)
+    return {"learn": cmd_learn, "leakage": cmd_leakage, "export": cmd_export,
+            "compare": cmd_compare}[args.command](args)
 
 
 if __name__ == "__main__":
