@@ -73,7 +73,8 @@ class Connection:
     # --- what sqlwright remembers about this database: examples and notes ----------------------------
     @property
     def store(self) -> StateStore:
-        """The state store (settings.state_dir), opened on first use and closed with the connection."""
+        """The state store (state_dir/state.db, or the PostgreSQL database of state_url), opened on first use
+        and closed with the connection."""
         if self._store is None:
             self._store = open_state_store(self.settings)
         return self._store
