@@ -55,6 +55,7 @@ class Settings(BaseModel):
         "sqlwright keeps its state (examples, notes, history, feedback) instead of state_dir, in the schema "
         "`sqlwright`: several servers given the same URL share it. The database must exist; its password is "
         "never shown.",
+        repr=False,  # it may hold a password: logs and tracebacks that print the settings must not show it
     )
     timeout: float = Field(10.0, gt=0, description="Wall-clock seconds allowed per SQL statement.")
     max_rows: int = Field(1000, gt=0, le=MAX_ROWS_LIMIT, description="Rows returned per statement; more are cut and flagged.")
@@ -75,7 +76,7 @@ class Settings(BaseModel):
         "refused before any model work (the longest Spider, BIRD and SQL-Eval questions are under 1,000).",
     )
     base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server (openai models).")
-    api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.")
+    api_key: str | None = Field(None, description="API key for the OpenAI-compatible server.", repr=False)
     request_timeout: float = Field(
         120.0, gt=0,
         description="Seconds an OpenAI-compatible server has to finish one completion: its generation "
