@@ -174,7 +174,7 @@ def cmd_leakage(args) -> int:
         "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]]),
     }
     print(json.dumps({k: v for k, v in record.items() if k != "removed"} | {"removed": len(removed)}))
-    _save(f"leakage-{args.kind}", record)
+    _save(f"leakage-{args.kind}" + (f"-{args.label}" if args.label else ""), record)
     return 0
 
 
@@ -282,6 +282,7 @@ def main() -> int:
     leak_p = sub.choices["leakage"]
     leak_p.add_argument("--threshold", type=float, default=0.9)
     leak_p.add_argument("--dry-run", action="store_true")
+    leak_p.add_argument("--label", default=None, help="Saved as leakage-KIND-LABEL (default: leakage-KIND).")
     exp_p = sub.add_parser("export")
     exp_p.add_argument("--work", required=True, help="Folder of the learn run's work files.")
     exp_p.add_argument("--out", required=True, help="JSON Lines file for the pairs (verified or not).")
