@@ -4,11 +4,13 @@ for one."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlwright.errors import DatasetError
+from sqlwright.errors import ConfigError, DatasetError
 
 
 def open_work_database(path: Path, *, kind: str, label: str, schema_version: int, ddl: str) -> sqlite3.Connection:
@@ -47,3 +49,19 @@ def _check_kind(conn: sqlite3.Connection, path: Path, kind: str, label: str, sch
     version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version and int(version[0]) > schema_version:
         raise DatasetError(f"{path} was written by a newer sqlwright (work file version {version[0]})")
+
+
+def bind_config(conn: sqlite3.Connection, key: str, config: dict, *, mismatch: Callable[[list[str]], str]) -> bool:
+    """Store `config` (JSON-safe) under meta key `config:<key>`, or check it against the one stored there:
+    True when resuming with the same configuration; ConfigError with `mismatch(names that differ)` otherwise."""
+    text = json.dumps(config, sort_keys=True, ensure_ascii=False, default=str)
+    config = json.loads(text)
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"config:{key}",)).fetchone()
+    if row is None:
+        with conn:
+            conn.execute("INSERT INTO meta VALUES (?, ?)", (f"config:{key}", text))
+        return False
+    old = json.loads(row[0])
+    if old != config:
+        raise ConfigError(mismatch(sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))))
+    return True

@@ -172,46 +172,33 @@ class SchemaResponse(BaseModel):
     text: str = Field(..., description="The schema as the model sees it.")
 
 
-class HistoryListedModel(BaseModel):
+class _HistoryFields(BaseModel):
+    id: str
+    database: str
+    label: str
+    question: str
+    sql: str | None
+    columns: list[str]
+    truncated: bool
+    confidence: float
+    abstained: bool
+    reason: str | None
+    conversation_id: str | None
+    summary: str | None
+    chart: dict[str, Any] | None
+    timings: dict[str, float]
+    source: Literal["ask", "sql"]
+    created: float
+
+
+class HistoryListedModel(_HistoryFields):
     """A history entry as a listing shows it: no rows (GET /api/v1/history/{id} has them), their count."""
 
-    id: str
-    database: str
-    label: str
-    question: str
-    sql: str | None
-    columns: list[str]
     row_count: int
-    truncated: bool
-    confidence: float
-    abstained: bool
-    reason: str | None
-    conversation_id: str | None
-    summary: str | None
-    chart: dict[str, Any] | None
-    timings: dict[str, float]
-    source: Literal["ask", "sql"]
-    created: float
 
 
-class HistoryEntryModel(BaseModel):
-    id: str
-    database: str
-    label: str
-    question: str
-    sql: str | None
-    columns: list[str]
+class HistoryEntryModel(_HistoryFields):
     rows: list[list[Any]]
-    truncated: bool
-    confidence: float
-    abstained: bool
-    reason: str | None
-    conversation_id: str | None
-    summary: str | None
-    chart: dict[str, Any] | None
-    timings: dict[str, float]
-    source: Literal["ask", "sql"]
-    created: float
 
 
 class HistoryResponse(BaseModel):

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlwright.errors import ConfigError, DatasetError
-from sqlwright.workfiles import open_work_database
+from sqlwright.workfiles import bind_config, open_work_database
 
 KIND = "sqlwright-synth"
 SCHEMA_VERSION = 1
@@ -153,17 +153,9 @@ class WorkFile:
         Returns True when resuming; ConfigError naming the settings that differ otherwise."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
-        config = json.loads(_dumps(config))
-        old = self.config(stage)
-        if old is None:
-            with self.conn:
-                self.conn.execute("INSERT INTO meta VALUES (?, ?)", (f"config:{stage}", _dumps(config)))
-            return False
-        if old != config:
-            differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise ConfigError(f"work file {self.path} holds a {stage} stage with another configuration "
-                              f"(differs in: {', '.join(differ)}); use the same settings or another work file")
-        return True
+        return bind_config(self.conn, stage, config, mismatch=lambda differ: (
+            f"work file {self.path} holds a {stage} stage with another configuration (differs in: "
+            f"{', '.join(differ)}); use the same settings or another work file"))
 
     # --- databases -----------------------------------------------------------------------------------------
     def add_database(self, name: str, url: str, dialect: str, fingerprint: str | None) -> None:

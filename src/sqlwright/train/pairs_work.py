@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlwright.errors import ConfigError
-from sqlwright.workfiles import open_work_database
+from sqlwright.workfiles import bind_config, open_work_database
 
 KIND = "sqlwright-train-pairs"
 SCHEMA_VERSION = 1
@@ -77,10 +76,6 @@ class CandidateRow:
     seconds: float = 0.0
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-
-
 class PairsWorkFile:
     """One `train pairs` work file, written by one process."""
 
@@ -96,17 +91,9 @@ class PairsWorkFile:
     def bind(self, role: str, config: dict) -> bool:
         """Store `role`'s sampling configuration, or check it against the stored one (ConfigError naming what
         differs). Returns True when resuming."""
-        config = json.loads(_dumps(config))
-        old = self.config(role)
-        if old is None:
-            with self.conn:
-                self.conn.execute("INSERT INTO meta VALUES (?, ?)", (f"config:{role}", _dumps(config)))
-            return False
-        if old != config:
-            differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise ConfigError(f"{self.path.parent} holds {role} samples made with other settings (differs in: "
-                              f"{', '.join(differ)}); use the same settings or another --out folder")
-        return True
+        return bind_config(self.conn, role, config, mismatch=lambda differ: (
+            f"{self.path.parent} holds {role} samples made with other settings (differs in: {', '.join(differ)}); "
+            "use the same settings or another --out folder"))
 
     # --- writing ------------------------------------------------------------------------------------------
     def save_question(self, question: QuestionRow, candidates: Sequence[CandidateRow] = ()) -> None:
