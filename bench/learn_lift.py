@@ -101,7 +101,7 @@ def _export(args, work_dir: Path, names: list[str], per_db: dict[str, dict]) -> 
     out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     totals = _yield(per_db)
     print(json.dumps(totals), flush=True)
-    _save(f"learn-{args.kind}-{args.model}", {
+    _save(f"learn-{args.kind}-{args.model}" + (f"-{args.label}" if args.label else ""), {
         "per_database": per_db, "totals": totals, "exported": str(out),
         "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]])})
 
@@ -194,6 +194,39 @@ def _seconds(run_file: Path) -> list[float]:
         con.close()
 
 
+def _nearest_shown(run_file: Path) -> dict[str, float]:
+    """For each question of a run with examples, the similarity of the most similar example it was shown
+    (0 when none was shown), from the predictions' traces."""
+    con = sqlite3.connect(f"file:{run_file}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT id, trace FROM predictions").fetchall()
+    finally:
+        con.close()
+    nearest = {}
+    for qid, trace in rows:
+        shown = (json.loads(trace) or {}).get("examples") or [] if trace else []
+        nearest[qid] = max((float(e.get("similarity") or 0.0) for e in shown), default=0.0)
+    return nearest
+
+
+def _by_floor(common: list[str], base: dict[str, bool], new: dict[str, bool], nearest: dict[str, float],
+              floors: list[float]) -> dict[str, dict]:
+    """What a similarity floor would have done, estimated from the two runs: a question whose nearest shown
+    example is below the floor gets the base's prompt (no example), hence the base's verdict; the others keep
+    the examples run's verdict (an estimate: under the floor they would see only the examples above it)."""
+    out = {}
+    for floor in floors:
+        above = [i for i in common if nearest.get(i, 0.0) >= floor]
+        estimate = [new[i] if i in above else base[i] for i in common]
+        out[f"{floor:g}"] = {
+            "questions_with_an_example": len(above),
+            "ex_base_on_them": round(100 * sum(base[i] for i in above) / len(above), 1) if above else None,
+            "ex_examples_on_them": round(100 * sum(new[i] for i in above) / len(above), 1) if above else None,
+            "estimated_ex": round(100 * sum(estimate) / len(common), 1),
+        }
+    return out
+
+
 def paired_bootstrap(a: list[bool], b: list[bool], *, samples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """95% interval of mean(b) - mean(a) over questions resampled with replacement (pairs kept together)."""
     rng = random.Random(seed)
@@ -226,6 +259,9 @@ def cmd_compare(args) -> int:
                            "examples": round(statistics.median(sb), 2) if sb else None},
         "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]]),
     }
+    if args.floors:
+        record["by_similarity_floor"] = _by_floor(common, base, new, _nearest_shown(args.new),
+                                                  [float(x) for x in args.floors.split(",")])
     print(json.dumps(record))
     _save(f"compare-{args.label}", record)
     return 0
@@ -279,6 +315,7 @@ def main() -> int:
     learn_p.add_argument("--seed", type=int, default=0)
     learn_p.add_argument("--limit", type=int, default=None, help="Only the first N databases.")
     learn_p.add_argument("--work", default=None, help="Folder of the work files (default: under cache_dir).")
+    learn_p.add_argument("--label", default=None, help="Saved as learn-KIND-MODEL-LABEL (default: learn-KIND-MODEL).")
     leak_p = sub.choices["leakage"]
     leak_p.add_argument("--threshold", type=float, default=0.9)
     leak_p.add_argument("--dry-run", action="store_true")
@@ -291,6 +328,8 @@ def main() -> int:
     cmp_p.add_argument("base", type=Path)
     cmp_p.add_argument("new", type=Path)
     cmp_p.add_argument("--label", required=True)
+    cmp_p.add_argument("--floors", default=None, help="Comma-separated similarity floors to estimate from the "
+                       "traces of the run with examples (e.g. 0.5,0.6,0.7).")
     args = parser.parse_args()
     return {"learn": cmd_learn, "leakage": cmd_leakage, "export": cmd_export,
             "compare": cmd_compare}[args.command](args)
