@@ -178,6 +178,36 @@ def cmd_leakage(args) -> int:
     return 0
 
 
+def cmd_affected(args) -> int:
+    """The ids of the evaluated questions that a similarity floor lets see at least one stored example (the
+    same similarity `ask` ranks examples by): only their prompts differ from the run without examples."""
+    from sqlwright.config import load_settings
+    from sqlwright.db import database_key, open_database, schema_fingerprint
+    from sqlwright.pipeline.embeddings import load_default_embedder
+    from sqlwright.pipeline.examples import similarities, usable_examples
+    from sqlwright.store import open_state_store
+
+    settings = load_settings(state_dir=args.state)
+    store = open_state_store(settings)
+    embedder = load_default_embedder(settings.cache_dir)
+    ids = []
+    with _dataset(args) as dataset:
+        pools: dict[str, list] = {}
+        for example in dataset.examples:
+            if args.db_id and example.db not in args.db_id:
+                continue
+            if example.db not in pools:
+                with open_database(dataset.database_url(example.db)) as db:
+                    key, fingerprint = database_key(db), schema_fingerprint(db.schema())
+                pools[example.db] = usable_examples(store.examples(key, schema_fingerprint=fingerprint))
+            pool = pools[example.db]
+            if pool and float(similarities(example.question, [e.question for e in pool], embedder).max()) >= args.floor:
+                ids.append(example.id)
+    Path(args.out).write_text("".join(f"{i}\n" for i in ids))
+    print(f"{len(ids)} questions with an example at similarity >= {args.floor} -> {args.out}")
+    return 0
+
+
 def _verdicts(run_file: Path) -> dict[str, bool]:
     con = sqlite3.connect(f"file:{run_file}?mode=ro", uri=True)
     try:
@@ -301,7 +331,7 @@ def cmd_export(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("learn", "leakage"):
+    for name in ("learn", "leakage", "affected"):
         p = sub.add_parser(name)
         p.add_argument("kind", choices=["sqleval", "spider"])
         p.add_argument("--data", required=True)
@@ -320,6 +350,9 @@ def main() -> int:
     leak_p.add_argument("--threshold", type=float, default=0.9)
     leak_p.add_argument("--dry-run", action="store_true")
     leak_p.add_argument("--label", default=None, help="Saved as leakage-KIND-LABEL (default: leakage-KIND).")
+    aff_p = sub.choices["affected"]
+    aff_p.add_argument("--floor", type=float, required=True, help="The --examples-min-similarity to check.")
+    aff_p.add_argument("--out", required=True, help="File for the question ids, one per line.")
     exp_p = sub.add_parser("export")
     exp_p.add_argument("--work", required=True, help="Folder of the learn run's work files.")
     exp_p.add_argument("--out", required=True, help="JSON Lines file for the pairs (verified or not).")
@@ -331,7 +364,7 @@ def main() -> int:
     cmp_p.add_argument("--floors", default=None, help="Comma-separated similarity floors to estimate from the "
                        "traces of the run with examples (e.g. 0.5,0.6,0.7).")
     args = parser.parse_args()
-    return {"learn": cmd_learn, "leakage": cmd_leakage, "export": cmd_export,
+    return {"learn": cmd_learn, "leakage": cmd_leakage, "affected": cmd_affected, "export": cmd_export,
             "compare": cmd_compare}[args.command](args)
 
 

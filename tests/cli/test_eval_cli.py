@@ -71,6 +71,13 @@ def test_eval_table_output_resume_and_diff(data: Path):
     assert table.exit_code == 0 and "only A right" in table.stdout
 
 
+def test_eval_only_the_questions_named_by_id(data: Path):
+    result = _eval(data, "--predictions", str(data / "preds.jsonl"), "--id", "c", "--id", "b", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [(r["id"], r["correct"]) for r in out["results"]] == [("b", False), ("c", True)]
+
+
 def test_eval_user_errors_exit_2(data: Path):
     both = _eval(data, "--predictions", str(data / "preds.jsonl"), "--model", "x")
     assert both.exit_code == 2 and "not both" in both.output
@@ -80,6 +87,8 @@ def test_eval_user_errors_exit_2(data: Path):
     assert _eval(data, "--predictions", str(data / "preds.jsonl"), "--run-file", run_file).exit_code == 0
     other = _eval(data, "--predictions", str(data / "preds.jsonl"), "--run-file", run_file, "--timeout", "5")
     assert other.exit_code == 2 and "different configuration" in other.output
+    bad_id = _eval(data, "--predictions", str(data / "preds.jsonl"), "--id", "zz")
+    assert bad_id.exit_code == 2 and "unknown --id zz" in bad_id.output
     bad_db = _eval(data, "--predictions", str(data / "preds.jsonl"), "--db-id", "nope")
     assert bad_db.exit_code == 2 and "unknown --db-id" in bad_db.output
     diff = runner.invoke(app, ["eval", "diff", str(data / "nothing.sqlite"), run_file])

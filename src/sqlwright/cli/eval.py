@@ -138,6 +138,8 @@ def _make_command(kind: str):
         sample: int = typer.Option(None, "--sample", min=0, help="Evaluate N questions spread over databases."),
         seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
         db_id: list[str] = typer.Option(None, "--db-id", help="Only these databases (repeatable)."),
+        question_id: list[str] = typer.Option(None, "--id", help="Only these questions, by the dataset's id "
+                                              "(repeatable; e.g. to re-run the ones another run got wrong)."),
         workers: int = typer.Option(2, "--workers", min=0, help="Comparison processes (0: in this process)."),
         timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds allowed per SQL statement."),
         ves_repeats: int = typer.Option(0, "--ves-repeats", min=0,
@@ -195,7 +197,8 @@ def _make_command(kind: str):
             pipeline["notes"] = 0
         strict = {"strict": True} if sqleval_strict else {}  # the rule's name goes into the run's configuration
         with load_dataset(kind, Path(data), dialect=dialect, db_root=db_root, **strict) as dataset:
-            examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit)
+            examples = select_examples(dataset.examples, db_ids=db_id or (), sample=sample, seed=seed, limit=limit,
+                                       ids=question_id or ())
             if not examples:
                 raise ConfigError("no questions selected")
             # Predictions files cover the whole dataset (Spider's are one line per question, in order).

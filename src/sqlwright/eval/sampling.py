@@ -49,10 +49,18 @@ def select_examples(
     sample: int | None = None,
     seed: int = 0,
     limit: int | None = None,
+    ids: Iterable[str] = (),
 ) -> list[Example]:
-    """Keep the examples of `db_ids` (all when empty), then a stratified `sample`, then the first `limit`.
-    Unknown database ids are a ConfigError naming the known ones."""
+    """Keep the questions whose id is in `ids` (all when empty) and the examples of `db_ids` (all when empty),
+    then a stratified `sample`, then the first `limit`. Unknown question or database ids are a ConfigError."""
     selected = list(examples)
+    wanted_ids = set(ids)
+    if wanted_ids:
+        unknown_ids = sorted(wanted_ids - {e.id for e in selected})
+        if unknown_ids:
+            shown = ", ".join(unknown_ids[:5]) + (f" and {len(unknown_ids) - 5} more" if len(unknown_ids) > 5 else "")
+            raise ConfigError(f"unknown --id {shown}: no such question in the dataset")
+        selected = [e for e in selected if e.id in wanted_ids]
     wanted = list(dict.fromkeys(db_ids))
     if wanted:
         known = {e.db for e in selected}
