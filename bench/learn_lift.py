@@ -285,10 +285,21 @@ def cmd_compare(args) -> int:
         "bootstrap_95": [round(100 * low, 1), round(100 * high, 1)],
         "only_base_right": sum(x and not y for x, y in zip(a, b, strict=True)),
         "only_examples_right": sum(y and not x for x, y in zip(a, b, strict=True)),
-        "median_seconds": {"base": round(statistics.median(sa), 2) if sa else None,
+        "median_seconds": {"base": round(statistics.median(sa), 2) if sa else None,  # each run's own questions
                            "examples": round(statistics.median(sb), 2) if sb else None},
         "command": " ".join(["bench/learn_lift.py", *sys.argv[1:]]),
     }
+    if args.unaffected_as_base:  # the new run evaluated only the questions `affected` listed
+        ids = sorted(base)
+        whole_new = [new.get(i, base[i]) for i in ids]
+        whole_base = [base[i] for i in ids]
+        low, high = paired_bootstrap(whole_base, whole_new)
+        record["whole_dataset"] = {
+            "questions": len(ids), "ex_base": round(100 * sum(whole_base) / len(ids), 1),
+            "ex_examples": round(100 * sum(whole_new) / len(ids), 1),
+            "difference": round(100 * (sum(whole_new) - sum(whole_base)) / len(ids), 1),
+            "bootstrap_95": [round(100 * low, 1), round(100 * high, 1)],
+            "note": "questions not in the new run saw no example (their prompt is the base's): base verdict kept"}
     if args.floors:
         record["by_similarity_floor"] = _by_floor(common, base, new, _nearest_shown(args.new),
                                                   [float(x) for x in args.floors.split(",")])
@@ -361,6 +372,8 @@ def main() -> int:
     cmp_p.add_argument("base", type=Path)
     cmp_p.add_argument("new", type=Path)
     cmp_p.add_argument("--label", required=True)
+    cmp_p.add_argument("--unaffected-as-base", action="store_true", help="The new run holds only the questions "
+                       "`affected` listed: also report the whole dataset, the others keeping the base's verdict.")
     cmp_p.add_argument("--floors", default=None, help="Comma-separated similarity floors to estimate from the "
                        "traces of the run with examples (e.g. 0.5,0.6,0.7).")
     args = parser.parse_args()
