@@ -270,14 +270,15 @@ def paired_bootstrap(a: list[bool], b: list[bool], *, samples: int = 10_000, see
 
 
 def cmd_compare(args) -> int:
-    base, new = _verdicts(args.base), _verdicts(args.new)
+    base = _verdicts(args.base)
+    new = {k: v for run in args.new for k, v in _verdicts(run).items()}  # runs of disjoint questions, merged
     common = sorted(set(base) & set(new))
     if not common:
         raise SystemExit("the two runs share no questions")
     a = [base[i] for i in common]
     b = [new[i] for i in common]
     low, high = paired_bootstrap(a, b)
-    sa, sb = _seconds(args.base), _seconds(args.new)
+    sa, sb = _seconds(args.base), [x for run in args.new for x in _seconds(run)]
     record = {
         "questions": len(common),
         "ex_base": round(100 * sum(a) / len(a), 1), "ex_examples": round(100 * sum(b) / len(b), 1),
@@ -301,7 +302,7 @@ def cmd_compare(args) -> int:
             "bootstrap_95": [round(100 * low, 1), round(100 * high, 1)],
             "note": "questions not in the new run saw no example (their prompt is the base's): base verdict kept"}
     if args.floors:
-        record["by_similarity_floor"] = _by_floor(common, base, new, _nearest_shown(args.new),
+        record["by_similarity_floor"] = _by_floor(common, base, new, {k: v for run in args.new for k, v in _nearest_shown(run).items()},
                                                   [float(x) for x in args.floors.split(",")])
     print(json.dumps(record))
     _save(f"compare-{args.label}", record)
@@ -370,7 +371,7 @@ def main() -> int:
     exp_p.add_argument("--label", required=True)
     cmp_p = sub.add_parser("compare")
     cmp_p.add_argument("base", type=Path)
-    cmp_p.add_argument("new", type=Path)
+    cmp_p.add_argument("new", type=Path, nargs="+", help="The run(s) with examples (several: disjoint questions).")
     cmp_p.add_argument("--label", required=True)
     cmp_p.add_argument("--unaffected-as-base", action="store_true", help="The new run holds only the questions "
                        "`affected` listed: also report the whole dataset, the others keeping the base's verdict.")
