@@ -126,6 +126,7 @@ def test_select_examples_filters():
     assert len(select_examples(exs, db_ids=["a", "c"], sample=10, seed=1)) == 10
     assert [e.id for e in select_examples(exs, ids=["b3", "a7", "a2"])] == ["a2", "a7", "b3"]  # the dataset's order
     assert [e.id for e in select_examples(exs, ids=["b3", "a7"], db_ids=["b"])] == ["b3"]
+    assert select_examples(exs, ids=["a7"], db_ids=["c"]) == []  # a known database, none of the questions
     with pytest.raises(ConfigError, match="unknown --id nope: no such question"):
         select_examples(exs, ids=["nope", "a0"])
     with pytest.raises(ConfigError, match="unknown --db-id zz"):

@@ -63,7 +63,7 @@ def select_examples(
         selected = [e for e in selected if e.id in wanted_ids]
     wanted = list(dict.fromkeys(db_ids))
     if wanted:
-        known = {e.db for e in selected}
+        known = {e.db for e in examples}
         unknown = [d for d in wanted if d not in known]
         if unknown:
             raise ConfigError(
