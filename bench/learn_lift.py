@@ -42,6 +42,14 @@ def _dataset(args):
     return load_dataset(args.kind, Path(args.data), dialect=args.dialect)
 
 
+def _identity(url: str) -> tuple[str, str]:
+    """(database key, schema fingerprint): what the examples store files a database's examples under."""
+    from sqlwright.db import database_key, open_database, schema_fingerprint
+
+    with open_database(url) as db:
+        return database_key(db), schema_fingerprint(db.schema())
+
+
 def _save(label: str, record: dict) -> None:
     saved = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     saved[label] = record
@@ -129,7 +137,6 @@ def cmd_leakage(args) -> int:
     import numpy as np
 
     from sqlwright.config import load_settings
-    from sqlwright.db import database_key, open_database, schema_fingerprint
     from sqlwright.pipeline.embeddings import load_default_embedder
     from sqlwright.store import open_state_store
 
@@ -147,8 +154,7 @@ def cmd_leakage(args) -> int:
         for name, questions in sorted(by_db.items()):
             if args.db_id and name not in args.db_id:
                 continue
-            with open_database(dataset.database_url(name)) as db:
-                key, fingerprint = database_key(db), schema_fingerprint(db.schema())
+            key, fingerprint = _identity(dataset.database_url(name))
             learned = [e for e in store.examples(key, schema_fingerprint=fingerprint) if e.source == "synthesized"]
             if not learned:
                 nearest += [0.0] * len(questions)
@@ -182,7 +188,6 @@ def cmd_affected(args) -> int:
     """The ids of the evaluated questions that a similarity floor lets see at least one stored example (the
     same similarity `ask` ranks examples by): only their prompts differ from the run without examples."""
     from sqlwright.config import load_settings
-    from sqlwright.db import database_key, open_database, schema_fingerprint
     from sqlwright.pipeline.embeddings import load_default_embedder
     from sqlwright.pipeline.examples import similarities, usable_examples
     from sqlwright.store import open_state_store
@@ -197,8 +202,7 @@ def cmd_affected(args) -> int:
             if args.db_id and example.db not in args.db_id:
                 continue
             if example.db not in pools:
-                with open_database(dataset.database_url(example.db)) as db:
-                    key, fingerprint = database_key(db), schema_fingerprint(db.schema())
+                key, fingerprint = _identity(dataset.database_url(example.db))
                 pools[example.db] = usable_examples(store.examples(key, schema_fingerprint=fingerprint))
             pool = pools[example.db]
             if pool and float(similarities(example.question, [e.question for e in pool], embedder).max()) >= args.floor:
